@@ -1,0 +1,544 @@
+"""
+wsecho-client: send messages to a WebSocket echo server, print the echoes
+with their type, and exit 0 only when every echo matched what was sent.
+
+The seed's client, with what users of wscat and websocat expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
+from autobahn.websocket.util import parse_url
+from OpenSSL import SSL
+from service_identity import VerificationError
+from twisted.internet import defer, endpoints, error, ssl, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.main import CONNECTION_DONE
+from twisted.protocols.basic import LineOnlyReceiver
+from twisted.python.failure import Failure
+
+from . import __version__
+
+DEFAULT_URL = "ws://localhost:8181/socket"
+DEFAULT_MESSAGE = "Hello, world!"
+
+# Exit codes, documented in the README and in --help.
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_TLS = 4
+EXIT_HANDSHAKE = 5
+EXIT_TIMEOUT = 6
+EXIT_CLOSED = 7
+
+EXIT_CODES = f"""\
+exit codes:
+  {EXIT_OK}  every echo matched what was sent
+  {EXIT_MISMATCH}  an echo differed from what was sent (content or type)
+  {EXIT_USAGE}  bad arguments
+  {EXIT_CONNECT}  could not connect (refused, unknown host, unreachable)
+  {EXIT_TLS}  TLS failed (certificate or host name not verified)
+  {EXIT_HANDSHAKE}  the server refused the WebSocket handshake (HTTP status)
+  {EXIT_TIMEOUT}  no connection or no echo within --timeout
+  {EXIT_CLOSED}  the connection closed before every echo came back
+"""
+
+# Binary echoes are shown as hex, up to this many bytes.
+HEX_PREVIEW = 32
+
+
+class ClientError(Exception):
+    """
+    The run failed in a way the user should be told about in one line.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Message:
+    payload: bytes
+    binary: bool
+
+    def describe(self) -> str:
+        if self.binary:
+            shown = self.payload[:HEX_PREVIEW].hex()
+            more = "..." if len(self.payload) > HEX_PREVIEW else ""
+            return f"binary ({len(self.payload)} bytes): {shown}{more}"
+        return f"text: {self.payload.decode('utf-8')}"
+
+
+@dataclass
+class Config:
+    url: str = DEFAULT_URL
+    messages: list[Message] = field(default_factory=list)
+    count: int = 1
+    interactive: bool = False
+    subprotocols: list[str] = field(default_factory=list)
+    origin: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    cafile: str | None = None
+    insecure: bool = False
+    timeout: float = 10.0
+    compression: bool = True
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsecho-client",
+        description="Send messages to a WebSocket echo server and check the echoes.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "url",
+        nargs="?",
+        default=DEFAULT_URL,
+        help=f"ws:// or wss:// URL (default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "message",
+        nargs="*",
+        help=f"messages to send, in order (default {DEFAULT_MESSAGE!r}); - reads one from stdin",
+    )
+    parser.add_argument(
+        "-b", "--binary", action="store_true", help="send the messages as binary"
+    )
+    parser.add_argument(
+        "-n",
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send every message N times (default 1)",
+    )
+    parser.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="send each line read from stdin; /ping sends a ping, /close closes",
+    )
+    parser.add_argument(
+        "-s",
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="offer this subprotocol (repeatable)",
+    )
+    parser.add_argument("-o", "--origin", help="send this Origin header")
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="send an extra header (repeatable)",
+    )
+    parser.add_argument(
+        "--cafile", help="trust the CA certificates in this PEM file for wss://"
+    )
+    parser.add_argument(
+        "-k",
+        "--insecure",
+        action="store_true",
+        help="do not verify the server's certificate for wss://",
+    )
+    parser.add_argument(
+        "-t",
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="for connecting and for each echo (default 10)",
+    )
+    parser.add_argument(
+        "--no-compression", action="store_true", help="do not offer permessage-deflate"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"wsecho-client {__version__}"
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
+    """
+    Turn the command line into a L{Config}; argparse exits with status 2 on
+    bad arguments.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        parse_url(args.url)
+    except Exception as e:
+        parser.error(f"URL {args.url!r}: {e}")
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    if not args.timeout > 0:
+        parser.error("--timeout must be more than 0 seconds")
+    if args.interactive and args.message:
+        parser.error("--interactive reads its messages from stdin; give no MESSAGE")
+    headers = {}
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            parser.error(f"--header {header!r} is not 'NAME: VALUE'")
+        headers[name.strip()] = value.strip()
+    messages = []
+    for text in args.message or ([] if args.interactive else [DEFAULT_MESSAGE]):
+        payload = stdin.read() if text == "-" else text.encode("utf-8")
+        if not args.binary:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                parser.error("stdin is not UTF-8 text; use --binary")
+        messages.append(Message(payload, args.binary))
+    return Config(
+        url=args.url,
+        messages=messages,
+        count=args.count,
+        interactive=args.interactive,
+        subprotocols=args.subprotocol,
+        origin=args.origin,
+        headers=headers,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        timeout=args.timeout,
+        compression=not args.no_compression,
+    )
+
+
+class EchoClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
+    """
+    Hands what happens on the connection to the L{Session} that owns it.
+    """
+
+    session: Session
+    lostReason: Failure | None = None
+
+    def onOpen(self) -> None:
+        self.factory.session.opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.session.received(Message(payload, isBinary))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.session.closed(self, wasClean, code, reason)
+
+    def connectionLost(self, reason: Failure) -> None:
+        # Kept for onClose, which Autobahn calls from here: it is how a TLS
+        # verification failure is told apart from other drops.
+        self.lostReason = reason
+        super().connectionLost(reason)
+
+
+class Session:
+    """
+    One run: send the messages one at a time, compare each echo with what
+    was sent, close when there is nothing more to send, and fire C{done}
+    with an exit code or fail it with a L{ClientError}.
+
+    Messages come from the command line, or (--interactive) from stdin as
+    it is read, which may be before the connection is open.
+    """
+
+    def __init__(
+        self, config: Config, clock: IReactorTime, out: IO[str], err: IO[str]
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.out = out
+        self.err = err
+        self.done: defer.Deferred[int] = defer.Deferred()
+        self.protocol: EchoClientProtocol | None = None
+        self.pending = deque(m for m in config.messages for _ in range(config.count))
+        self.input_done = not config.interactive
+        self.expected: Message | None = None
+        self.result: int | None = None
+        self.timer = clock.callLater(config.timeout, self._timed_out, "connecting")
+
+    def submit(self, message: Message) -> None:
+        self.pending.append(message)
+        self._pump()
+
+    def end_of_input(self) -> None:
+        self.input_done = True
+        self._pump()
+
+    def ping(self) -> None:
+        if self.protocol is not None and self.result is None:
+            self.protocol.sendPing()
+
+    def opened(self, protocol: EchoClientProtocol) -> None:
+        self.protocol = protocol
+        self.timer.cancel()
+        self._pump()
+
+    def _pump(self) -> None:
+        if (
+            self.protocol is None
+            or self.expected is not None
+            or self.result is not None
+        ):
+            return
+        if self.pending:
+            self.expected = self.pending.popleft()
+            self.timer = self.clock.callLater(
+                self.config.timeout, self._timed_out, "waiting for an echo"
+            )
+            self.protocol.sendMessage(self.expected.payload, self.expected.binary)
+        elif self.input_done:
+            self._finish(EXIT_OK)
+
+    def received(self, message: Message) -> None:
+        print(message.describe(), file=self.out, flush=True)
+        if self.expected is None:
+            return
+        self.timer.cancel()
+        if message != self.expected:
+            print(
+                f"wsecho-client: echo mismatch: sent {self.expected.describe()}",
+                file=self.err,
+            )
+            self._finish(EXIT_MISMATCH)
+            return
+        self.expected = None
+        self._pump()
+
+    def _finish(self, code: int) -> None:
+        """
+        Close the connection cleanly; C{done} fires once it is closed.
+        """
+        assert self.protocol is not None
+        self.result = code
+        self.protocol.sendClose(1000)
+
+    def _timed_out(self, doing: str) -> None:
+        self._fail(
+            ClientError(
+                EXIT_TIMEOUT, f"timed out after {self.config.timeout:g} s {doing}"
+            )
+        )
+        if self.protocol is not None:
+            self.protocol.dropConnection(abort=True)
+
+    def _fail(self, reason: Exception) -> None:
+        if not self.done.called:
+            self.done.errback(reason)
+
+    def connect_failed(self, reason: Failure) -> None:
+        if self.timer.active():
+            self.timer.cancel()
+        self._fail(_connect_error(reason))
+
+    def closed(
+        self,
+        protocol: EchoClientProtocol,
+        wasClean: bool,
+        code: int | None,
+        reason: str | None,
+    ) -> None:
+        if self.timer.active():
+            self.timer.cancel()
+        if self.done.called:
+            return
+        if self.protocol is None:
+            self._fail(_handshake_error(protocol))
+        elif self.result is not None:
+            # We closed: every echo so far was checked, whether or not the
+            # server completed the closing handshake.
+            self.done.callback(self.result)
+        else:
+            detail = f"code {code}" + (f", {reason}" if reason else "")
+            self._fail(
+                ClientError(EXIT_CLOSED, f"connection closed by the server ({detail})")
+            )
+
+
+def _connect_error(reason: Failure) -> ClientError:
+    if reason.check(error.DNSLookupError):
+        return ClientError(EXIT_CONNECT, "cannot resolve the host name")
+    if reason.check(error.ConnectionRefusedError):
+        return ClientError(EXIT_CONNECT, "connection refused")
+    if reason.check(error.TimeoutError):
+        return ClientError(EXIT_TIMEOUT, "timed out connecting")
+    return ClientError(EXIT_CONNECT, f"cannot connect: {reason.getErrorMessage()}")
+
+
+def _handshake_error(protocol: EchoClientProtocol) -> ClientError:
+    lost = protocol.lostReason
+    if lost is not None and lost.check(SSL.Error, VerificationError):
+        return ClientError(EXIT_TLS, f"TLS failed: {_tls_message(lost)}")
+    status = getattr(protocol, "http_status_line", None)
+    if status and not status.split()[1:2] == ["101"]:
+        return ClientError(EXIT_HANDSHAKE, f"handshake refused: {status}")
+    why = protocol.wasNotCleanReason or "connection lost"
+    return ClientError(EXIT_CLOSED, f"connection closed during the handshake: {why}")
+
+
+def _tls_message(reason: Failure) -> str:
+    if reason.check(VerificationError):
+        return f"certificate does not match the host name ({reason.value})"
+    errors = reason.value.args[0] if reason.value.args else []
+    if isinstance(errors, list) and errors and isinstance(errors[0], tuple):
+        return str(errors[0][-1])
+    return reason.getErrorMessage()
+
+
+def _tls_options(config: Config, host: str) -> Any:
+    if config.insecure:
+        return ssl.CertificateOptions(verify=False)
+    if config.cafile is not None:
+        try:
+            with open(config.cafile, "rb") as f:
+                pem = f.read()
+            roots = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(pem)]
+        except (OSError, SSL.Error, ValueError) as e:
+            raise ClientError(EXIT_USAGE, f"--cafile {config.cafile}: {e}") from None
+        if not roots:
+            raise ClientError(
+                EXIT_USAGE, f"--cafile {config.cafile}: no certificate in it"
+            )
+        return ssl.optionsForClientTLS(
+            host, trustRoot=ssl.trustRootFromCertificates(roots)
+        )
+    return ssl.optionsForClientTLS(host)
+
+
+def _pem_blocks(pem: bytes) -> list[bytes]:
+    end = b"-----END CERTIFICATE-----"
+    return [
+        block + end
+        for block in pem.split(end)
+        if b"-----BEGIN CERTIFICATE-----" in block
+    ]
+
+
+def _factory(config: Config, session: Session) -> WebSocketClientFactory:
+    factory = WebSocketClientFactory(
+        config.url,
+        origin=config.origin,
+        protocols=config.subprotocols or None,
+        headers=config.headers or None,
+        useragent=f"wsecho-client/{__version__}",
+    )
+    factory.protocol = EchoClientProtocol
+    factory.session = session
+    factory.setProtocolOptions(
+        # Session's own timer covers connecting and the handshake.
+        openHandshakeTimeout=0,
+        closeHandshakeTimeout=config.timeout,
+        failByDrop=False,
+        tcpNoDelay=True,
+    )
+    if config.compression:
+
+        def accept(
+            response: PerMessageDeflateResponse,
+        ) -> PerMessageDeflateResponseAccept:
+            return PerMessageDeflateResponseAccept(response)
+
+        factory.setProtocolOptions(
+            perMessageCompressionOffers=[PerMessageDeflateOffer()],
+            perMessageCompressionAccept=accept,
+        )
+    return factory
+
+
+class _Console(LineOnlyReceiver):
+    """
+    --interactive: a message per line of stdin; /ping and /close.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lineReceived(self, line: bytes) -> None:
+        line = line.rstrip(b"\r")
+        if line == b"/close":
+            self.session.end_of_input()
+        elif line == b"/ping":
+            self.session.ping()
+        else:
+            self.session.submit(Message(line, False))
+
+    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:
+        # End of stdin: close as if /close had been typed, once the echoes
+        # of what was sent are back.
+        self.session.end_of_input()
+
+
+def run(
+    reactor: Any,
+    config: Config,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> defer.Deferred[int]:
+    """
+    Connect, exchange the messages and close; the Deferred fires with the
+    exit code or fails with L{ClientError}. With C{config.interactive} the
+    messages are read from stdin.
+    """
+    isSecure, host, port, _, _, _ = parse_url(config.url)
+    endpoint: Any = endpoints.HostnameEndpoint(
+        reactor, host, port, timeout=config.timeout
+    )
+    if isSecure:
+        endpoint = endpoints.wrapClientTLS(_tls_options(config, host), endpoint)
+    session = Session(
+        config,
+        reactor,
+        out if out is not None else sys.stdout,
+        err if err is not None else sys.stderr,
+    )
+    endpoint.connect(_factory(config, session)).addErrback(session.connect_failed)
+    if config.interactive:
+        from twisted.internet.stdio import StandardIO
+
+        console = StandardIO(_Console(session), reactor=reactor)
+
+        def stop_console(result: Any) -> Any:
+            console.loseConnection()
+            return result
+
+        session.done.addBoth(stop_console)
+    return session.done
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    The C{wsecho-client} console script.
+    """
+    config = parse_args(sys.argv[1:] if argv is None else argv, sys.stdin.buffer)
+
+    async def _main(reactor: Any) -> None:
+        try:
+            code = await run(reactor, config)
+        except ClientError as e:
+            print(f"wsecho-client: {e}", file=sys.stderr)
+            code = e.code
+        if code:
+            raise SystemExit(code)
+
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(_main(reactor)))
+
+
+if __name__ == "__main__":
+    main()

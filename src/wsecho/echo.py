@@ -1,0 +1,188 @@
+"""
+The echo itself: an Autobahn server protocol that sends every message back
+with its type, and the factory that holds its protocol options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+from autobahn.websocket.types import ConnectionRequest
+from twisted.logger import Logger
+
+MiB = 1024 * 1024
+
+# The deflate context we keep per connection for compressing echoes: a
+# 2**13-byte window and memLevel 6 cost about 64 KiB per compressing
+# connection, a quarter of zlib's default, for a ratio that is within a few
+# per cent on the TestSuite's payloads. The inflate side is bounded by the
+# message size limit (autobahn stops inflating past it).
+DEFLATE_WINDOW_BITS = 13
+DEFLATE_MEM_LEVEL = 6
+
+# How much of a message --verbose shows.
+VERBOSE_PREVIEW = 120
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    """
+    What an echo endpoint is configured with; L{wsecho.tap.Options} fills it.
+    """
+
+    max_message_size: int = 16 * MiB
+    max_frame_size: int = 16 * MiB
+    compression: bool = True
+    subprotocols: Sequence[str] = ()
+    open_handshake_timeout: float = 10.0
+    close_handshake_timeout: float = 5.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    verbose: bool = False
+    allowed_origins: Sequence[str] = ()
+
+
+class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+    """
+    Send every message back as it came: text as text, binary as binary.
+    """
+
+    # Autobahn owns C{.log} on its protocols.
+    _log = Logger()
+    _opened = False
+
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        # The first of the client's offers we speak, in the client's order of
+        # preference; a client that offers nothing (or nothing we know) still
+        # gets a connection without a subprotocol.
+        for protocol in request.protocols:
+            if protocol in self.factory.subprotocols:
+                return protocol  # type: ignore[no-any-return]
+        return None
+
+    def onOpen(self) -> None:
+        self._opened = True
+        self._log.info(
+            "open {peer} origin={origin} subprotocol={subprotocol} "
+            "extensions={extensions}",
+            peer=self.peer,
+            origin=self.http_headers.get("origin", "-"),
+            subprotocol=self.websocket_protocol_in_use or "-",
+            extensions=",".join(
+                e.EXTENSION_NAME for e in self.websocket_extensions_in_use
+            )
+            or "-",
+        )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self._opened:
+            self._log.info(
+                "handshake failed {peer}: {reason}",
+                peer=self.peer,
+                reason=self.wasNotCleanReason,
+            )
+            return
+        # The seed printed the peer's close code and reason; so do we, with
+        # whether the closing handshake completed.
+        self._log.info(
+            "close {peer} code={code} reason={reason!r} clean={clean}",
+            peer=self.peer,
+            code=code,
+            reason=reason or "",
+            clean=wasClean,
+        )
+
+
+class VerboseEchoServerProtocol(EchoServerProtocol):
+    """
+    The echo, logging each message (the seed's C{Received:%s}); --verbose.
+
+    A separate class so that the default echo pays nothing for it.
+    """
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        preview: Any = payload[:VERBOSE_PREVIEW]
+        if not isBinary:
+            preview = preview.decode("utf-8", "replace")
+        self._log.info(
+            "message {peer} {kind} {size} bytes: {preview!r}{more}",
+            peer=self.peer,
+            kind="binary" if isBinary else "text",
+            size=len(payload),
+            preview=preview,
+            more="..." if len(payload) > VERBOSE_PREVIEW else "",
+        )
+        self.sendMessage(payload, isBinary)
+
+
+def _accept_deflate(
+    max_message_size: int,
+) -> Any:
+    def accept(offers: Sequence[Any]) -> PerMessageDeflateOfferAccept | None:
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                # Honour a client's server_max_window_bits, but never use a
+                # larger window than our own bound.
+                requested = offer.request_max_window_bits
+                bits = (
+                    min(requested, DEFLATE_WINDOW_BITS)
+                    if requested
+                    else (DEFLATE_WINDOW_BITS)
+                )
+                return PerMessageDeflateOfferAccept(
+                    offer,
+                    window_bits=bits,
+                    mem_level=DEFLATE_MEM_LEVEL,
+                    max_message_size=max_message_size,
+                )
+        return None
+
+    return accept
+
+
+def make_factory(settings: EchoSettings) -> WebSocketServerFactory:
+    """
+    Build the Autobahn factory for the echo at C{/socket}.
+
+    The URL is left out: the listening port is not known before listening,
+    and the Host header is checked by the origin policy instead.
+    """
+    factory = WebSocketServerFactory(url=None, server="wsecho")
+    factory.protocol = (
+        VerboseEchoServerProtocol if settings.verbose else EchoServerProtocol
+    )
+    factory.subprotocols = tuple(settings.subprotocols)
+    factory.setProtocolOptions(
+        # GET /socket is answered by the resource, not by a status page
+        # that names library versions.
+        webStatus=False,
+        # Send the close frame (1002, 1007, 1009) before dropping a peer
+        # that broke the protocol, as RFC 6455 asks.
+        failByDrop=False,
+        maxMessagePayloadSize=settings.max_message_size,
+        maxFramePayloadSize=settings.max_frame_size,
+        openHandshakeTimeout=settings.open_handshake_timeout,
+        closeHandshakeTimeout=settings.close_handshake_timeout,
+        autoPingInterval=settings.ping_interval,
+        autoPingTimeout=settings.ping_timeout,
+        tcpNoDelay=True,
+        perMessageCompressionAccept=(
+            _accept_deflate(settings.max_message_size) if settings.compression else None
+        ),
+        # Origins are checked by wsecho.web.EchoResource, which answers 403.
+        # Both must be given together: a call that omits allowNullOrigin
+        # resets it.
+        allowedOrigins=["*"],
+        allowNullOrigin=True,
+    )
+    return factory

@@ -1,0 +1,228 @@
+"""
+The twistd plugin's options and service: C{twistd -n wsecho --port 8181}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorCore
+from twisted.python import usage
+
+from .echo import EchoSettings, MiB
+from .web import make_site
+
+DEFAULT_PORT = 8181
+DEFAULT_INTERFACE = "127.0.0.1"
+
+
+def _coercer(
+    option: str, parse: Callable[[str], Any], doc: str
+) -> Callable[[str], Any]:
+    """
+    Wrap C{parse} so that a bad value is reported with the option's name:
+    twistd prints only the message of the C{ValueError}.
+    """
+
+    def coerce(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError:
+            raise ValueError(f"--{option} {value!r}: {doc}") from None
+
+    coerce.coerceDoc = doc  # type: ignore[attr-defined]
+    return coerce
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not 0 <= number < float("inf"):
+        raise ValueError(value)
+    return number
+
+
+def _size(option: str) -> Callable[[str], Any]:
+    return _coercer(option, _positive_int, "a whole number of bytes, at least 1.")
+
+
+def _time(option: str) -> Callable[[str], Any]:
+    return _coercer(option, _seconds, "a number of seconds, 0 or more (0: off).")
+
+
+def _tcp_endpoint(port: int, interface: str) -> str:
+    return f"tcp:{port}:interface={endpoints.quoteStringArgument(interface)}"
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Serve a WebSocket echo at /socket and an index page with an echo "
+        "console at /. Every message is sent back with its type. By default "
+        "it listens on 127.0.0.1:8181, accepts browsers from its own origin "
+        "only, negotiates permessage-deflate and pings idle peers."
+    )
+
+    optFlags: list[list[str | None]] = [
+        ["no-compression", None, "Do not negotiate permessage-deflate."],
+        ["verbose", "v", "Log every message received (truncated); slow."],
+    ]
+
+    optParameters: list[list[Any]] = [
+        [
+            "port",
+            "p",
+            DEFAULT_PORT,
+            "TCP port to listen on.",
+            _coercer("port", usage.portCoerce, "a port number, 0 to 65535."),
+        ],
+        [
+            "interface",
+            "i",
+            DEFAULT_INTERFACE,
+            "Address to listen on (:: or 0.0.0.0 for every address).",
+        ],
+        [
+            "max-message-size",
+            None,
+            16 * MiB,
+            "Largest message accepted, in bytes after decompression; "
+            "larger ones are closed with 1009.",
+            _size("max-message-size"),
+        ],
+        [
+            "max-frame-size",
+            None,
+            16 * MiB,
+            "Largest frame payload accepted, in bytes; larger ones are closed "
+            "with 1009.",
+            _size("max-frame-size"),
+        ],
+        [
+            "open-handshake-timeout",
+            None,
+            10.0,
+            "Seconds a client has to complete the opening handshake.",
+            _time("open-handshake-timeout"),
+        ],
+        [
+            "close-handshake-timeout",
+            None,
+            5.0,
+            "Seconds to wait for the peer's close frame before dropping it.",
+            _time("close-handshake-timeout"),
+        ],
+        [
+            "ping-interval",
+            None,
+            20.0,
+            "Seconds of silence after which the server pings the peer.",
+            _time("ping-interval"),
+        ],
+        [
+            "ping-timeout",
+            None,
+            20.0,
+            "Seconds to wait for the pong before dropping the peer.",
+            _time("ping-timeout"),
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allowed-origin"] = []
+        self["subprotocol"] = []
+
+    def opt_listen(self, description: str) -> None:
+        "A Twisted server endpoint to listen on (tcp:8181:interface=::1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/wsecho.sock, systemd:domain=INET:index=0). Repeatable; replaces --port and --interface."
+        from twisted.internet import reactor
+
+        try:
+            endpoints.serverFromString(reactor, description)
+        except Exception as e:
+            # A bad string, an unknown type, an unreadable certificate or a
+            # systemd socket that was not passed: all are the user's to fix.
+            raise usage.UsageError(
+                f"--listen {description!r} is not a usable server endpoint: {e}"
+            ) from None
+        self["listen"].append(description)
+
+    def opt_allowed_origin(self, pattern: str) -> None:
+        "Also accept browsers from origins matching this pattern (https://*.example.com, http://localhost:*, null); '*' accepts every origin. Repeatable. Without it only same-origin pages (and clients that send no Origin) may connect."
+        if not pattern.strip():
+            raise usage.UsageError("--allowed-origin needs a pattern, or '*'")
+        self["allowed-origin"].append(pattern.strip())
+
+    def opt_subprotocol(self, name: str) -> None:
+        "A subprotocol the server accepts (e.g. chat); repeatable. The first of the client's offers that is listed here is selected."
+        if not name or any(c in name for c in ' \t,;"()/<>@[]?={}\\'):
+            raise usage.UsageError(
+                f"--subprotocol {name!r} is not a valid subprotocol token"
+            )
+        self["subprotocol"].append(name)
+
+    def postOptions(self) -> None:
+        if self["ping-interval"] and not self["ping-timeout"]:
+            raise usage.UsageError(
+                "--ping-timeout must be more than 0 while --ping-interval is on"
+            )
+        if not self["listen"]:
+            self["listen"] = [_tcp_endpoint(self["port"], self["interface"])]
+
+    def settings(self) -> EchoSettings:
+        return EchoSettings(
+            max_message_size=self["max-message-size"],
+            max_frame_size=self["max-frame-size"],
+            compression=not self["no-compression"],
+            subprotocols=tuple(self["subprotocol"]),
+            open_handshake_timeout=self["open-handshake-timeout"],
+            close_handshake_timeout=self["close-handshake-timeout"],
+            ping_interval=self["ping-interval"],
+            ping_timeout=self["ping-timeout"],
+            verbose=bool(self["verbose"]),
+            allowed_origins=tuple(self["allowed-origin"]),
+        )
+
+
+class _ListeningService(MultiService):
+    """
+    Start every listener, or exit with one line saying which one failed.
+
+    C{strports.service} raises synchronously when it cannot listen (in
+    C{privilegedStartService}, before twistd sheds root); twistd would print
+    that as a traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        _exit_if_cannot_listen(super().privilegedStartService)
+
+    def startService(self) -> None:
+        _exit_if_cannot_listen(super().startService)
+
+
+def _exit_if_cannot_listen(start: Callable[[], None]) -> None:
+    try:
+        start()
+    except CannotListenError as e:
+        where = f"{e.interface}:{e.port}" if e.interface else f"{e.port}"
+        raise SystemExit(f"wsecho: cannot listen on {where}: {e.socketError}") from None
+
+
+def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
+    parent = _ListeningService()
+    site = make_site(options.settings())
+    for description in options["listen"]:
+        strports.service(description, site, reactor=reactor).setServiceParent(parent)
+    return parent
