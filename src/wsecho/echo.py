@@ -15,7 +15,9 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.main import CONNECTION_DONE
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 MiB = 1024 * 1024
 
@@ -82,6 +84,11 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         )
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if len(payload) > self.factory.max_message_size:
+            # See make_factory: Autobahn may hand over a compressed message
+            # cut to its budget, one byte over our limit.
+            self.sendCloseFrame(code=1009, reasonUtf8=b"message too big", isReply=False)
+            return
         self.sendMessage(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
@@ -101,6 +108,15 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             reason=reason or "",
             clean=wasClean,
         )
+
+    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:
+        super().connectionLost(reason)
+        # Autobahn leaves the closing-handshake timer running when the peer
+        # drops the connection first; it would hold this protocol for
+        # --close-handshake-timeout seconds more.
+        if self.closeHandshakeTimeoutCall is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
 
 
 class VerboseEchoServerProtocol(EchoServerProtocol):
@@ -122,7 +138,7 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
             preview=preview,
             more="..." if len(payload) > VERBOSE_PREVIEW else "",
         )
-        self.sendMessage(payload, isBinary)
+        super().onMessage(payload, isBinary)
 
 
 def _accept_deflate(
@@ -162,6 +178,13 @@ def make_factory(settings: EchoSettings) -> WebSocketServerFactory:
         VerboseEchoServerProtocol if settings.verbose else EchoServerProtocol
     )
     factory.subprotocols = tuple(settings.subprotocols)
+    # Autobahn bounds inflation by its message size limit, but when the
+    # inflater stops exactly at that limit in the middle of a run it passes
+    # the message on cut short instead of refusing it. So Autobahn gets one
+    # byte more than our limit, and the echo refuses anything over the limit
+    # itself: a cut message is then always one byte over, never echoed.
+    factory.max_message_size = settings.max_message_size
+    budget = settings.max_message_size + 1
     factory.setProtocolOptions(
         # GET /socket is answered by the resource, not by a status page
         # that names library versions.
@@ -169,7 +192,7 @@ def make_factory(settings: EchoSettings) -> WebSocketServerFactory:
         # Send the close frame (1002, 1007, 1009) before dropping a peer
         # that broke the protocol, as RFC 6455 asks.
         failByDrop=False,
-        maxMessagePayloadSize=settings.max_message_size,
+        maxMessagePayloadSize=budget,
         maxFramePayloadSize=settings.max_frame_size,
         openHandshakeTimeout=settings.open_handshake_timeout,
         closeHandshakeTimeout=settings.close_handshake_timeout,
@@ -177,7 +200,7 @@ def make_factory(settings: EchoSettings) -> WebSocketServerFactory:
         autoPingTimeout=settings.ping_timeout,
         tcpNoDelay=True,
         perMessageCompressionAccept=(
-            _accept_deflate(settings.max_message_size) if settings.compression else None
+            _accept_deflate(budget) if settings.compression else None
         ),
         # Origins are checked by wsecho.web.EchoResource, which answers 403.
         # Both must be given together: a call that omits allowNullOrigin

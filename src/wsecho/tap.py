@@ -218,6 +218,9 @@ def _exit_if_cannot_listen(start: Callable[[], None]) -> None:
     except CannotListenError as e:
         where = f"{e.interface}:{e.port}" if e.interface else f"{e.port}"
         raise SystemExit(f"wsecho: cannot listen on {where}: {e.socketError}") from None
+    except OSError as e:
+        # A UNIX socket's lock file, for one, fails before the bind does.
+        raise SystemExit(f"wsecho: cannot listen: {e}") from None
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:

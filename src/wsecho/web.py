@@ -113,6 +113,9 @@ class EchoResource(WebSocketResource):  # type: ignore[misc]
         self._origins = origins
 
     def render(self, request: server.Request) -> bytes | int:
+        if request.postpath:
+            # The resource is a leaf, so /socket/anything lands here too.
+            return _text(request, 404, b"Not Found", "No such resource.\n")
         upgrade = request.getHeader(b"upgrade") or b""
         if b"websocket" not in upgrade.lower():
             request.setHeader(b"Upgrade", b"websocket")
@@ -130,6 +133,9 @@ class EchoResource(WebSocketResource):  # type: ignore[misc]
                 peer=peer2str(request.transport),
                 origin=origin,
             )
+            # The client came to switch protocols, not to keep talking HTTP.
+            request.setHeader(b"Connection", b"close")
+            request.channel.persistent = False
             return _text(request, 403, b"Forbidden", "Origin not allowed.\n")
         return super().render(request)  # type: ignore[no-any-return]
 

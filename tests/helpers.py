@@ -1,0 +1,110 @@
+"""
+What several test modules need: a site listening on a real loopback port,
+and certificates for wss.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, reactor, task
+from twisted.protocols.policies import WrappingFactory
+from twisted.trial.unittest import TestCase
+
+from wsecho.echo import EchoSettings
+from wsecho.web import make_site
+
+# Long enough for a loaded CI machine; a deadline, never a pace.
+DEADLINE = 30.0
+
+
+async def poll(condition, deadline=DEADLINE, interval=0.01):
+    """
+    Wait until C{condition()} is true, failing the test past C{deadline}.
+    """
+    waited = 0.0
+    while not condition():
+        if waited > deadline:
+            raise AssertionError(f"still waiting for {condition} after {deadline}s")
+        await task.deferLater(reactor, interval, lambda: None)
+        waited += interval
+
+
+def serve(
+    test: TestCase, settings: EchoSettings = EchoSettings()
+) -> tuple[int, WrappingFactory]:
+    """
+    Listen with wsecho's site on 127.0.0.1 on a free port; on cleanup stop
+    listening and wait for every connection to be closed.
+    """
+    tracked = WrappingFactory(make_site(settings))
+    port = reactor.listenTCP(0, tracked, interface="127.0.0.1")
+
+    async def close() -> None:
+        await port.stopListening()
+        try:
+            await poll(lambda: not tracked.protocols, deadline=5)
+        finally:
+            for protocol in list(tracked.protocols):
+                protocol.transport.abortConnection()
+            await poll(lambda: not tracked.protocols)
+
+    test.addCleanup(lambda: defer.Deferred.fromCoroutine(close()))
+    return port.getHost().port, tracked
+
+
+def make_certificates(directory: Path, names=("localhost",)) -> dict[str, Path]:
+    """
+    Write a CA, and a server key and certificate it signed for C{names} and
+    127.0.0.1, as PEM files in C{directory}.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsecho test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.DNSName(n) for n in names] + [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {
+        "ca": directory / "ca.pem",
+        "cert": directory / "server.pem",
+        "key": directory / "server.key",
+    }
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths

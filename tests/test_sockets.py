@@ -1,0 +1,261 @@
+"""
+wsecho's site on a real loopback socket, driven by clients this project did
+not write: the websockets library and raw bytes.
+"""
+
+import socket
+
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.sync.client import connect
+
+from wsecho.echo import EchoSettings
+
+from helpers import DEADLINE, serve
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """
+    Send C{data}, read until the server closes, return what it sent.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def upgrade_request(path: str = "/socket", **headers: str) -> bytes:
+    fields = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    fields.update({k.replace("_", "-"): v for k, v in headers.items()})
+    lines = [f"GET {path} HTTP/1.1"] + [
+        f"{k}: {v}" for k, v in fields.items() if v is not None
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+class EchoOverSocketsTests(TestCase):
+    def setUp(self) -> None:
+        self.port, self.connections = serve(self)
+        self.url = f"ws://127.0.0.1:{self.port}/socket"
+
+    def exchange(self, messages, **options):
+        def run():
+            with connect(self.url, open_timeout=DEADLINE, **options) as ws:
+                echoes = []
+                for message in messages:
+                    ws.send(message)
+                    echoes.append(ws.recv(timeout=DEADLINE))
+                return echoes, ws.response
+
+        return deferToThread(run)
+
+    async def test_text_and_binary_with_compression(self) -> None:
+        """
+        A websockets client gets text back as str and binary as bytes, with
+        permessage-deflate negotiated, and the Server header names no
+        version.
+        """
+        sent = ["Hello, world!", b"\x00\x01\xff" * 1000, "h\u00e9llo" * 10_000, b""]
+        echoes, response = await self.exchange(sent)
+        self.assertEqual(echoes, sent)
+        self.assertEqual([type(e) for e in echoes], [str, bytes, str, bytes])
+        self.assertIn(
+            "permessage-deflate", response.headers["Sec-WebSocket-Extensions"]
+        )
+        self.assertEqual(response.headers["Server"], "wsecho")
+
+    async def test_without_compression(self) -> None:
+        """
+        A client that offers no compression gets plain echoes.
+        """
+        sent = ["Hello, world!", b"\x00" * 100_000]
+        echoes, response = await self.exchange(sent, compression=None)
+        self.assertEqual(echoes, sent)
+        self.assertNotIn("Sec-WebSocket-Extensions", response.headers)
+
+    async def test_compression_parameters(self) -> None:
+        """
+        A client's permessage-deflate parameters are honoured.
+        """
+        sent = ["x" * 100_000, "y" * 10]
+        for extension in (
+            ClientPerMessageDeflateFactory(
+                server_max_window_bits=9, client_max_window_bits=9
+            ),
+            ClientPerMessageDeflateFactory(
+                server_no_context_takeover=True, client_no_context_takeover=True
+            ),
+        ):
+            echoes, response = await self.exchange(
+                sent, extensions=[extension], compression=None
+            )
+            self.assertEqual(echoes, sent)
+            self.assertIn(
+                "permessage-deflate", response.headers["Sec-WebSocket-Extensions"]
+            )
+
+    async def test_fragmented_message(self) -> None:
+        """
+        A message sent in fragments comes back whole.
+        """
+
+        def run():
+            with connect(self.url, open_timeout=DEADLINE) as ws:
+                ws.send(iter(["frag", "ment", "ed"]))
+                ws.send(iter([b"\x01", b"\x02"]))
+                return [ws.recv(timeout=DEADLINE), ws.recv(timeout=DEADLINE)]
+
+        self.assertEqual(await deferToThread(run), ["fragmented", b"\x01\x02"])
+
+    async def test_same_origin_and_cross_origin(self) -> None:
+        """
+        A page of the server's own origin connects; another origin gets 403.
+        """
+        echoes, _ = await self.exchange(["hi"], origin=f"http://127.0.0.1:{self.port}")
+        self.assertEqual(echoes, ["hi"])
+        with self.assertRaises(InvalidStatus) as raised:
+            await self.exchange(["hi"], origin="http://evil.example")
+        self.assertEqual(raised.exception.response.status_code, 403)
+
+    async def test_get_without_upgrade(self) -> None:
+        """
+        A plain GET /socket gets 426 and says why; the index page gets 200.
+        """
+        get = b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        response = await deferToThread(raw_exchange, self.port, get)
+        self.assertEqual(status(response), 426)
+        self.assertIn(b"\r\nUpgrade: websocket\r\n", response)
+        self.assertIn(b"\r\nServer: wsecho\r\n", response)
+        self.assertIn(b"WebSocket endpoint", response)
+        get = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        response = await deferToThread(raw_exchange, self.port, get)
+        self.assertEqual(status(response), 200)
+        self.assertIn(b"\r\nServer: wsecho\r\n", response)
+
+    async def test_invalid_handshakes(self) -> None:
+        """
+        Invalid handshakes get a 4xx status, never a 500, and nothing breaks.
+        """
+        requests = [
+            upgrade_request(Sec_WebSocket_Version="7"),
+            upgrade_request(Sec_WebSocket_Version=None),
+            upgrade_request(Sec_WebSocket_Key=None),
+            upgrade_request(Sec_WebSocket_Key="short"),
+            upgrade_request(Connection="keep-alive"),
+            upgrade_request(Origin="not an origin"),
+            upgrade_request().replace(b"GET", b"POST", 1),
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+            b"GET /socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nbroken header line\r\n\r\n",
+        ]
+        for request in requests:
+            response = await deferToThread(raw_exchange, self.port, request)
+            self.assertTrue(400 <= status(response) < 500, (request, response))
+        echoes, _ = await self.exchange(["still fine"])
+        self.assertEqual(echoes, ["still fine"])
+
+    async def test_protocol_error_leaves_others_alone(self) -> None:
+        """
+        A client sending an unmasked frame is closed with 1002 while another
+        client's echoes go on.
+        """
+
+        def run():
+            with connect(self.url, open_timeout=DEADLINE) as good:
+                good.send("before")
+                before = good.recv(timeout=DEADLINE)
+                with socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=DEADLINE
+                ) as bad:
+                    bad.sendall(upgrade_request())
+                    handshake = bad.recv(4096)
+                    bad.sendall(b"\x81\x02hi")  # a text frame without a mask
+                    reply = bad.recv(4096)
+                good.send("after")
+                return before, handshake, reply, good.recv(timeout=DEADLINE)
+
+        before, handshake, reply, after = await deferToThread(run)
+        self.assertEqual(status(handshake), 101)
+        self.assertEqual(reply[:1], b"\x88")  # a close frame ...
+        self.assertEqual(int.from_bytes(reply[2:4], "big"), 1002)  # ... 1002
+        self.assertEqual((before, after), ("before", "after"))
+
+
+class LimitsOverSocketsTests(TestCase):
+    async def test_limit_counts_decompressed_size(self) -> None:
+        """
+        A message that compresses to almost nothing but inflates past
+        --max-message-size is closed with 1009; one under it is echoed.
+        """
+        port, _ = serve(self, EchoSettings(max_message_size=1024 * 1024))
+
+        def run():
+            with connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE) as ws:
+                ws.send(b"\x00" * (1024 * 1024))
+                echo = ws.recv(timeout=DEADLINE)
+                ws.send(b"\x00" * (1024 * 1024 + 1))
+                try:
+                    unexpected = ws.recv(timeout=DEADLINE)
+                except ConnectionClosedError as e:
+                    return echo, e.rcvd.code
+            return echo, f"echoed {len(unexpected)} bytes"
+
+        echo, code = await deferToThread(run)
+        self.assertEqual(len(echo), 1024 * 1024)
+        self.assertEqual(code, 1009)
+
+    async def test_subprotocols(self) -> None:
+        """
+        With --subprotocol chat --subprotocol superchat the server selects
+        the client's first supported offer, and accepts a client offering
+        none.
+        """
+        port, _ = serve(self, EchoSettings(subprotocols=("chat", "superchat")))
+
+        def run(offers):
+            with connect(
+                f"ws://127.0.0.1:{port}/socket",
+                subprotocols=offers,
+                open_timeout=DEADLINE,
+            ) as ws:
+                ws.send("hi")
+                return ws.subprotocol, ws.recv(timeout=DEADLINE)
+
+        self.assertEqual(
+            await deferToThread(run, ["superchat", "chat"]), ("superchat", "hi")
+        )
+        self.assertEqual(await deferToThread(run, None), (None, "hi"))
+
+    async def test_allowed_origin(self) -> None:
+        """
+        --allowed-origin patterns let other origins in; '*' lets all in.
+        """
+        for allowed, origin in (
+            ("https://*.example.com", "https://app.example.com"),
+            ("*", "http://anything.test"),
+        ):
+            port, _ = serve(self, EchoSettings(allowed_origins=(allowed,)))
+
+            def run():
+                with connect(
+                    f"ws://127.0.0.1:{port}/socket",
+                    origin=origin,
+                    open_timeout=DEADLINE,
+                ) as ws:
+                    ws.send("hi")
+                    return ws.recv(timeout=DEADLINE)
+
+            self.assertEqual(await deferToThread(run), "hi")

@@ -1,0 +1,238 @@
+"""
+The twistd plugin's options and the service they make.
+"""
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactor
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from wsecho.echo import MiB, EchoServerProtocol, VerboseEchoServerProtocol
+from wsecho.tap import Options, makeService
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        With no options wsecho listens on 127.0.0.1:8181 with the secure
+        defaults: same-origin only, compression on, 16 MiB limits, pings on.
+        """
+        options = parse()
+        self.assertEqual(options["listen"], ["tcp:8181:interface=127.0.0.1"])
+        settings = options.settings()
+        self.assertEqual(settings.allowed_origins, ())
+        self.assertTrue(settings.compression)
+        self.assertEqual(settings.max_message_size, 16 * MiB)
+        self.assertEqual(settings.max_frame_size, 16 * MiB)
+        self.assertEqual((settings.ping_interval, settings.ping_timeout), (20.0, 20.0))
+        self.assertFalse(settings.verbose)
+
+    def test_port_and_interface(self) -> None:
+        """
+        --port and --interface make the TCP endpoint, IPv6 addresses quoted.
+        """
+        self.assertEqual(
+            parse("--port", "9000")["listen"], ["tcp:9000:interface=127.0.0.1"]
+        )
+        self.assertEqual(
+            parse("-p", "9000", "--interface", "::")["listen"],
+            [r"tcp:9000:interface=\:\:"],
+        )
+
+    def test_listen_replaces_port(self) -> None:
+        """
+        --listen is repeatable and replaces --port and --interface.
+        """
+        options = parse(
+            "--port", "9000", "--listen", "tcp:1234", "--listen", "unix:/tmp/x.sock"
+        )
+        self.assertEqual(options["listen"], ["tcp:1234", "unix:/tmp/x.sock"])
+
+    def test_repeatable(self) -> None:
+        """
+        --allowed-origin and --subprotocol keep every value, in order.
+        """
+        settings = parse(
+            "--allowed-origin",
+            "https://*.example.com",
+            "--allowed-origin",
+            "*",
+            "--subprotocol",
+            "chat",
+            "--subprotocol",
+            "superchat",
+        ).settings()
+        self.assertEqual(settings.allowed_origins, ("https://*.example.com", "*"))
+        self.assertEqual(settings.subprotocols, ("chat", "superchat"))
+
+    def test_sizes_and_times(self) -> None:
+        """
+        Sizes are whole bytes and times seconds, coerced to their types.
+        """
+        settings = parse(
+            "--max-message-size",
+            "1024",
+            "--max-frame-size",
+            "512",
+            "--ping-interval",
+            "0",
+            "--open-handshake-timeout",
+            "2.5",
+            "--no-compression",
+            "--verbose",
+        ).settings()
+        self.assertEqual(
+            (settings.max_message_size, settings.max_frame_size), (1024, 512)
+        )
+        self.assertEqual(settings.ping_interval, 0.0)
+        self.assertEqual(settings.open_handshake_timeout, 2.5)
+        self.assertFalse(settings.compression)
+        self.assertTrue(settings.verbose)
+
+    def assertUsageError(self, argv: list[str], *fragments: str) -> None:
+        with self.assertRaises(UsageError) as raised:
+            parse(*argv)
+        for fragment in fragments:
+            self.assertIn(fragment, str(raised.exception))
+
+    def test_bad_values_name_the_option(self) -> None:
+        """
+        A bad value is a usage error that names the option and what it takes.
+        """
+        self.assertUsageError(["--port", "99999"], "--port", "0 to 65535")
+        self.assertUsageError(["--port", "http"], "--port")
+        self.assertUsageError(
+            ["--max-message-size", "0"], "--max-message-size", "at least 1"
+        )
+        self.assertUsageError(["--max-frame-size", "1.5"], "--max-frame-size")
+        self.assertUsageError(["--ping-interval", "-1"], "--ping-interval", "seconds")
+        self.assertUsageError(
+            ["--close-handshake-timeout", "inf"], "--close-handshake-timeout"
+        )
+        self.assertUsageError(["--ping-timeout", "0"], "--ping-timeout")
+        self.assertUsageError(["--subprotocol", "a b"], "--subprotocol")
+        self.assertUsageError(["--allowed-origin", " "], "--allowed-origin")
+
+    def test_bad_listen(self) -> None:
+        """
+        An unusable endpoint string is a usage error naming --listen.
+        """
+        self.assertUsageError(
+            ["--listen", "carrier-pigeon:1"], "--listen", "carrier-pigeon"
+        )
+        self.assertUsageError(
+            ["--listen", "ssl:8443:privateKey=/nonexistent/key.pem"],
+            "--listen",
+            "nonexistent",
+        )
+
+    def test_unknown_option(self) -> None:
+        """
+        An unknown option is a usage error naming it.
+        """
+        self.assertUsageError(["--bogus"], "bogus")
+
+    def test_help(self) -> None:
+        """
+        --help lists every option with its default.
+        """
+        help_text = str(Options())
+        for option in (
+            "--port",
+            "--interface",
+            "--listen",
+            "--allowed-origin",
+            "--subprotocol",
+            "--no-compression",
+            "--max-message-size",
+            "--max-frame-size",
+            "--open-handshake-timeout",
+            "--close-handshake-timeout",
+            "--ping-interval",
+            "--ping-timeout",
+            "--verbose",
+        ):
+            self.assertIn(option, help_text)
+        self.assertIn("[default: 8181]", help_text)
+        self.assertIn("[default: 127.0.0.1]", help_text)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def start(self, *argv: str) -> MemoryReactor:
+        reactor = MemoryReactor()
+        service = makeService(parse(*argv), reactor=reactor)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        return reactor
+
+    def test_default_listener(self) -> None:
+        """
+        The default service listens on 127.0.0.1:8181 and nothing else.
+        """
+        reactor = self.start()
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (8181, "127.0.0.1"))
+
+    def test_one_listener_per_endpoint(self) -> None:
+        """
+        Each --listen is its own listener, sharing one site.
+        """
+        reactor = self.start(
+            "--listen", "tcp:8181", "--listen", r"tcp6:8182:interface=\:\:1"
+        )
+        self.assertEqual(
+            [(s[0], s[3]) for s in reactor.tcpServers], [(8181, ""), (8182, "::1")]
+        )
+        self.assertIs(reactor.tcpServers[0][1], reactor.tcpServers[1][1])
+
+    def test_services_are_endpoint_services(self) -> None:
+        """
+        makeService returns a parent of one endpoint service per listener.
+        """
+        service = makeService(
+            parse("--listen", "tcp:1", "--listen", "tcp:2"), reactor=MemoryReactor()
+        )
+        children = list(service)
+        self.assertEqual(len(children), 2)
+        for child in children:
+            self.assertIsInstance(child, StreamServerEndpointService)
+
+    def test_verbose_selects_the_logging_echo(self) -> None:
+        """
+        --verbose swaps in the echo that logs messages; the default does not.
+        """
+        for argv, expected in (
+            ((), EchoServerProtocol),
+            (("--verbose",), VerboseEchoServerProtocol),
+        ):
+            reactor = self.start(*argv)
+            site = reactor.tcpServers[0][1]
+            factory = site.resource.children[b"socket"]._factory
+            self.assertIs(factory.protocol, expected)
+
+
+class PortInUseTests(TestCase):
+    async def test_port_in_use(self) -> None:
+        """
+        A listener that cannot listen stops start-up with a one-line reason.
+        """
+        taken = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        port = taken.getHost().port
+        service = makeService(parse("--port", str(port)), reactor=reactor)
+        with self.assertRaises(SystemExit) as raised:
+            service.privilegedStartService()
+        message = str(raised.exception.code)
+        self.assertTrue(
+            message.startswith(f"wsecho: cannot listen on 127.0.0.1:{port}: "), message
+        )
+        self.assertNotIn("\n", message)
