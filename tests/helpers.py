@@ -43,7 +43,7 @@ def serve(
     Listen with wsecho's site on 127.0.0.1 on a free port; on cleanup stop
     listening and wait for every connection to be closed.
     """
-    tracked = WrappingFactory(make_site(settings))
+    tracked = WrappingFactory(make_site(settings or EchoSettings()))
     port = reactor.listenTCP(0, tracked, interface="127.0.0.1")
 
     async def close() -> None:
@@ -64,7 +64,7 @@ def make_certificates(directory: Path, names=("localhost",)) -> dict[str, Path]:
     Write a CA, and a server key and certificate it signed for C{names} and
     127.0.0.1, as PEM files in C{directory}.
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsecho test CA")])
     ca = (

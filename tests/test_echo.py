@@ -8,9 +8,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
-from wsecho.echo import EchoSettings, make_factory
-
 from helpers import poll
+from wsecho.echo import EchoSettings, make_factory
 
 
 class EchoTests(TestCase):
@@ -26,8 +25,8 @@ class EchoTests(TestCase):
         await poll(lambda: all(s.state == s.STATE_CLOSED for s in self.servers))
         await self.pumper.stop()
 
-    async def connect(self, settings: EchoSettings = EchoSettings(), **options):
-        factory = make_factory(settings)
+    async def connect(self, settings: EchoSettings | None = None, **options):
+        factory = make_factory(settings or EchoSettings())
 
         def server():
             protocol = factory.buildProtocol(None)
@@ -62,7 +61,7 @@ class EchoTests(TestCase):
         """
         client = await self.connect()
         sent = [
-            ("Hello, world!".encode(), False),
+            (b"Hello, world!", False),
             (bytes(range(256)), True),
             (b"", False),
             (b"", True),

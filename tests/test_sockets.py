@@ -11,9 +11,8 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
-from wsecho.echo import EchoSettings
-
 from helpers import DEADLINE, serve
+from wsecho.echo import EchoSettings
 
 
 def raw_exchange(port: int, data: bytes) -> bytes:

@@ -9,7 +9,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from wsecho.echo import MiB, EchoServerProtocol, VerboseEchoServerProtocol
+from wsecho.echo import EchoServerProtocol, MiB, VerboseEchoServerProtocol
 from wsecho.tap import Options, makeService
 
 
@@ -179,7 +179,7 @@ class MakeServiceTests(SynchronousTestCase):
         The default service listens on 127.0.0.1:8181 and nothing else.
         """
         reactor = self.start()
-        [(port, factory, backlog, interface)] = reactor.tcpServers
+        [(port, _, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (8181, "127.0.0.1"))
 
     def test_one_listener_per_endpoint(self) -> None:
