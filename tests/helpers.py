@@ -37,7 +37,7 @@ async def poll(condition, deadline=DEADLINE, interval=0.01):
 
 
 def serve(
-    test: TestCase, settings: EchoSettings = EchoSettings()
+    test: TestCase, settings: EchoSettings | None = None
 ) -> tuple[int, WrappingFactory]:
     """
     Listen with wsecho's site on 127.0.0.1 on a free port; on cleanup stop

@@ -248,7 +248,7 @@ class LimitsOverSocketsTests(TestCase):
         ):
             port, _ = serve(self, EchoSettings(allowed_origins=(allowed,)))
 
-            def run():
+            def run(port, origin):
                 with connect(
                     f"ws://127.0.0.1:{port}/socket",
                     origin=origin,
@@ -257,4 +257,4 @@ class LimitsOverSocketsTests(TestCase):
                     ws.send("hi")
                     return ws.recv(timeout=DEADLINE)
 
-            self.assertEqual(await deferToThread(run), "hi")
+            self.assertEqual(await deferToThread(run, port, origin), "hi")
