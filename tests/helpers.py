@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -108,3 +115,72 @@ def make_certificates(directory: Path, names=("localhost",)) -> dict[str, Path]:
         )
     )
     return paths
+
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """
+    A TCP port on 127.0.0.1 that nothing listens on right now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """
+    A real C{twistd -n wsecho} process, as a user starts it, with its log
+    read line by line.
+    """
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self.process = subprocess.Popen(
+            [str(BIN / "twistd"), "-n", "--pidfile=", "wsecho", *args],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def wait_for(self, text: str, deadline: float = DEADLINE) -> str:
+        """
+        Read the log until a line contains C{text}; fail past the deadline
+        or when the process ends first.
+        """
+        end = time.monotonic() + deadline
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {text!r} in the log:\n{''.join(self.log)}"
+                ) from None
+            if not line:
+                raise AssertionError(
+                    f"twistd ended before logging {text!r}:\n{''.join(self.log)}"
+                )
+            self.log.append(line)
+            if text in line:
+                return line
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=DEADLINE)
+
+
+def start_daemon(cwd: Path, port: int, *args: str) -> Daemon:
+    daemon = Daemon(cwd, *args)
+    daemon.wait_for(f"starting on {port}")
+    return daemon

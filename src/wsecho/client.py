@@ -182,7 +182,7 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
     bad arguments.
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         parse_url(args.url)
     except Exception as e:
@@ -273,8 +273,9 @@ class Session:
         self.timer = clock.callLater(config.timeout, self._timed_out, "connecting")
 
     def submit(self, message: Message) -> None:
-        self.pending.append(message)
-        self._pump()
+        if not self.input_done:
+            self.pending.append(message)
+            self._pump()
 
     def end_of_input(self) -> None:
         self.input_done = True

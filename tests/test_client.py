@@ -1,0 +1,255 @@
+"""
+wsecho-client as users run it, against the real daemon and against servers
+that misbehave on purpose.
+"""
+
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+from websockets.sync.server import serve
+
+from helpers import BIN, DEADLINE, free_port, make_certificates, start_daemon
+
+
+def client(*args: str, stdin: str | bytes = b"") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "wsecho-client"), *args],
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
+        capture_output=True,
+        timeout=DEADLINE * 2,
+    )
+
+
+def text(result) -> tuple[int, str, str]:
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    port = free_port()
+    daemon = start_daemon(
+        tmp_path_factory.mktemp("ws"),
+        port,
+        "--port",
+        str(port),
+        "--subprotocol",
+        "chat",
+    )
+    yield f"ws://127.0.0.1:{port}/socket"
+    assert daemon.stop() in (0, -signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tls")
+    paths = make_certificates(directory, names=("example.test",))
+    port = free_port()
+    daemon = start_daemon(
+        directory,
+        port,
+        "--listen",
+        f"ssl:{port}:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}",
+    )
+    yield port, paths["ca"]
+    assert daemon.stop() in (0, -signal.SIGTERM)
+
+
+@pytest.fixture
+def misbehaving():
+    """
+    A websockets server on loopback whose handler the test chooses.
+    """
+    servers = []
+
+    def start(handler):
+        server = serve(handler, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"ws://127.0.0.1:{server.socket.getsockname()[1]}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_defaults(daemon) -> None:
+    """
+    With a URL only it sends Hello, world! and prints the echo and its type.
+    """
+    assert text(client(daemon)) == (0, "text: Hello, world!\n", "")
+
+
+def test_binary_count_and_stdin(daemon) -> None:
+    """
+    --binary sends bytes, --count repeats, and - reads a message from stdin.
+    """
+    code, out, err = text(
+        client(daemon, "--binary", "--count", "2", "ab", "-", stdin=b"\x00\xff")
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "binary (2 bytes): 6162",
+        "binary (2 bytes): 6162",
+        "binary (2 bytes): 00ff",
+        "binary (2 bytes): 00ff",
+    ]
+
+
+def test_interactive(daemon) -> None:
+    """
+    --interactive sends a message per line of stdin, answers /ping, and
+    closes at /close, printing each echo.
+    """
+    code, out, err = text(
+        client(daemon, "--interactive", stdin="one\n/ping\ntwo\n/close\nnever sent\n")
+    )
+    assert (code, out, err) == (0, "text: one\ntext: two\n", "")
+
+
+def test_options_reach_the_server(daemon) -> None:
+    """
+    --subprotocol, --origin, --header and --no-compression are accepted by
+    the daemon.
+    """
+    result = client(
+        daemon,
+        "--subprotocol",
+        "chat",
+        "--origin",
+        "http://127.0.0.1:" + daemon.split(":")[2].split("/")[0],
+        "-H",
+        "X-Test: 1",
+        "--no-compression",
+        "hi",
+    )
+    assert text(result) == (0, "text: hi\n", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["ws://127.0.0.1:{free}/socket"], 3, "connection refused"),
+        (["ws://nonexistent.invalid/socket"], 3, "cannot resolve"),
+        (["{url}", "--origin", "https://evil.example"], 5, "403"),
+        (["{base}/nope"], 5, "404"),
+        (["http://127.0.0.1/"], 2, "URL"),
+        (["{url}", "--count", "0"], 2, "--count"),
+        (["{url}", "--header", "no colon"], 2, "--header"),
+        (["{url}", "--interactive", "hi"], 2, "--interactive"),
+        (["{url}", "-"], 2, "UTF-8"),
+    ],
+)
+def test_failures(daemon, args, code, message) -> None:
+    """
+    Each failure gives its documented exit code and one line on stderr.
+    """
+    base = daemon.rsplit("/", 1)[0]
+    argv = [a.format(url=daemon, base=base, free=free_port()) for a in args]
+    result = client(*argv, stdin=b"\xff\xfe")
+    stderr = result.stderr.decode()
+    assert result.returncode == code, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
+    if code != 2:  # argparse prints its usage before the error line
+        assert stderr.count("\n") == 1, stderr
+
+
+def test_tls_verified(tls) -> None:
+    """
+    wss:// with --cafile verifies the certificate and its address.
+    """
+    port, ca = tls
+    assert text(
+        client(f"wss://127.0.0.1:{port}/socket", "--cafile", str(ca), "secure")
+    ) == (
+        0,
+        "text: secure\n",
+        "",
+    )
+
+
+def test_tls_failures(tls) -> None:
+    """
+    An untrusted certificate or one for another host name fails with exit
+    code 4; --insecure skips the checks.
+    """
+    port, ca = tls
+    untrusted = client(f"wss://127.0.0.1:{port}/socket")
+    assert untrusted.returncode == 4, untrusted.stderr
+    assert b"TLS failed" in untrusted.stderr
+    wrong_name = client(f"wss://localhost:{port}/socket", "--cafile", str(ca))
+    assert wrong_name.returncode == 4, wrong_name.stderr
+    assert b"host name" in wrong_name.stderr
+    assert client(f"wss://localhost:{port}/socket", "--insecure").returncode == 0
+
+
+def test_bad_cafile(tls, tmp_path) -> None:
+    """
+    A --cafile that cannot be read or holds no certificate is a usage error.
+    """
+    port, _ = tls
+    empty = tmp_path / "empty.pem"
+    empty.write_text("nothing here\n")
+    for cafile in (str(tmp_path / "missing.pem"), str(empty)):
+        result = client(f"wss://127.0.0.1:{port}/socket", "--cafile", cafile)
+        assert result.returncode == 2
+        assert b"--cafile" in result.stderr
+
+
+def test_echo_mismatch(misbehaving) -> None:
+    """
+    An echo that differs from what was sent exits 1.
+    """
+
+    def reverse(ws):
+        for message in ws:
+            ws.send(message[::-1])
+
+    result = client(misbehaving(reverse), "abc")
+    assert result.returncode == 1
+    assert b"echo mismatch" in result.stderr
+
+
+def test_echo_type_mismatch(misbehaving) -> None:
+    """
+    An echo of the right bytes but the wrong type exits 1.
+    """
+
+    def as_binary(ws):
+        for message in ws:
+            ws.send(message.encode() if isinstance(message, str) else message)
+
+    assert client(misbehaving(as_binary), "abc").returncode == 1
+
+
+def test_closed_by_server(misbehaving) -> None:
+    """
+    A server that closes before echoing makes the client exit 7 with the
+    close code.
+    """
+
+    def close(ws):
+        ws.recv()
+        ws.close(4321, "not today")
+
+    result = client(misbehaving(close))
+    assert result.returncode == 7
+    assert b"4321" in result.stderr
+
+
+def test_timeout() -> None:
+    """
+    A server that accepts the connection but never answers the handshake
+    makes the client exit 6 after --timeout.
+    """
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        result = client(
+            f"ws://127.0.0.1:{silent.getsockname()[1]}/", "--timeout", "0.5"
+        )
+    assert result.returncode == 6
+    assert b"timed out" in result.stderr

@@ -1,0 +1,105 @@
+"""
+The daemon as users run it: a real C{twistd -n wsecho} process, driven by
+clients this project did not write.
+"""
+
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.sync.client import connect
+
+from helpers import BIN, DEADLINE, Daemon, free_port, start_daemon
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    port = free_port()
+    daemon = start_daemon(tmp_path, port, "--port", str(port))
+    daemon.port = port
+    yield daemon
+    # twistd stops its reactor on SIGTERM, then exits by that same signal.
+    assert daemon.stop() in (0, -signal.SIGTERM), "".join(daemon.log)
+
+
+def test_echo_text_and_binary(daemon) -> None:
+    """
+    twistd -n wsecho --port N echoes text and binary to a websockets
+    client, with and without compression, and logs each close with its
+    code and reason.
+    """
+    url = f"ws://127.0.0.1:{daemon.port}/socket"
+    for compression in ("deflate", None):
+        with connect(url, compression=compression, open_timeout=DEADLINE) as ws:
+            ws.send("Hello, world!")
+            assert ws.recv(timeout=DEADLINE) == "Hello, world!"
+            ws.send(b"\x00\xff" * 50_000)
+            assert ws.recv(timeout=DEADLINE) == b"\x00\xff" * 50_000
+            assert (
+                "permessage-deflate"
+                in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            ) == bool(compression)
+            ws.close(4000, "done here")
+        line = daemon.wait_for("close tcp4:127.0.0.1:")
+        assert "code=4000 reason='done here' clean=True" in line
+
+
+def test_index_and_headers(daemon) -> None:
+    """
+    / serves the index page; the Server header has no version in it.
+    """
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{daemon.port}/", timeout=DEADLINE
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Server"] == "wsecho"
+        assert b"/socket" in response.read()
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{daemon.port}/socket", timeout=DEADLINE
+        )
+    assert raised.value.code == 426
+
+
+def test_wsecho_client(daemon) -> None:
+    """
+    The seed's exchange: wsecho-client sends Hello, world! and prints the
+    echo with its type.
+    """
+    result = subprocess.run(
+        [str(BIN / "wsecho-client"), f"ws://127.0.0.1:{daemon.port}/socket"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "text: Hello, world!\n",
+        "",
+    )
+
+
+def test_port_in_use(tmp_path, daemon) -> None:
+    """
+    A second daemon on a port in use exits non-zero with a one-line reason.
+    """
+    second = Daemon(tmp_path, "--port", str(daemon.port))
+    assert second.process.wait(timeout=DEADLINE) != 0
+    second.wait_for(f"wsecho: cannot listen on 127.0.0.1:{daemon.port}: ")
+    assert not any(
+        "Traceback" in line for line in second.log + list(second.lines.queue)
+    )
+
+
+def test_bad_option(tmp_path) -> None:
+    """
+    A bad option exits non-zero with a message naming it, no traceback.
+    """
+    daemon = Daemon(tmp_path, "--max-message-size", "lots")
+    assert daemon.process.wait(timeout=DEADLINE) != 0
+    daemon.wait_for("--max-message-size 'lots': a whole number of bytes")
+    assert not any(
+        "Traceback" in line for line in daemon.log + list(daemon.lines.queue)
+    )
