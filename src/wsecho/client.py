@@ -25,7 +25,7 @@ from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import defer, endpoints, error, ssl, task
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
@@ -223,7 +223,7 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
     )
 
 
-class EchoClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
+class EchoClientProtocol(WebSocketClientProtocol):
     """
     Hands what happens on the connection to the L{Session} that owns it.
     """
@@ -240,7 +240,7 @@ class EchoClientProtocol(WebSocketClientProtocol):  # type: ignore[misc]
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.session.closed(self, wasClean, code, reason)
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         # Kept for onClose, which Autobahn calls from here: it is how a TLS
         # verification failure is told apart from other drops.
         self.lostReason = reason
@@ -395,7 +395,8 @@ def _handshake_error(protocol: EchoClientProtocol) -> ClientError:
 def _tls_message(reason: Failure) -> str:
     if reason.check(VerificationError):
         return f"certificate does not match the host name ({reason.value})"
-    errors = reason.value.args[0] if reason.value.args else []
+    args = reason.value.args if reason.value is not None else ()
+    errors = args[0] if args else []
     if isinstance(errors, list) and errors and isinstance(errors[0], tuple):
         return str(errors[0][-1])
     return reason.getErrorMessage()
@@ -430,15 +431,19 @@ def _pem_blocks(pem: bytes) -> list[bytes]:
     ]
 
 
+class _ClientFactory(WebSocketClientFactory):
+    protocol = EchoClientProtocol
+    session: Session
+
+
 def _factory(config: Config, session: Session) -> WebSocketClientFactory:
-    factory = WebSocketClientFactory(
+    factory = _ClientFactory(
         config.url,
         origin=config.origin,
         protocols=config.subprotocols or None,
         headers=config.headers or None,
         useragent=f"wsecho-client/{__version__}",
     )
-    factory.protocol = EchoClientProtocol
     factory.session = session
     factory.setProtocolOptions(
         # Session's own timer covers connecting and the handshake.
@@ -480,7 +485,7 @@ class _Console(LineOnlyReceiver):
         else:
             self.session.submit(Message(line, False))
 
-    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         # End of stdin: close as if /close had been typed, once the echoes
         # of what was sent are back.
         self.session.end_of_input()

@@ -15,7 +15,7 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 from autobahn.websocket.types import ConnectionRequest
-from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -51,7 +51,7 @@ class EchoSettings:
     allowed_origins: Sequence[str] = ()
 
 
-class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+class EchoServerProtocol(WebSocketServerProtocol):
     """
     Send every message back as it came: text as text, binary as binary.
     """
@@ -109,7 +109,7 @@ class EchoServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             clean=wasClean,
         )
 
-    def connectionLost(self, reason: Failure = CONNECTION_DONE) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         # Autobahn leaves the closing-handshake timer running when the peer
         # drops the connection first; it would hold this protocol for
@@ -141,6 +141,16 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
         super().onMessage(payload, isBinary)
 
 
+class EchoServerFactory(WebSocketServerFactory):
+    """
+    Autobahn's factory, with what the echo needs to know of its settings.
+    """
+
+    protocol = EchoServerProtocol
+    subprotocols: tuple[str, ...] = ()
+    max_message_size: int = 16 * MiB
+
+
 def _accept_deflate(
     max_message_size: int,
 ) -> Any:
@@ -166,14 +176,14 @@ def _accept_deflate(
     return accept
 
 
-def make_factory(settings: EchoSettings) -> WebSocketServerFactory:
+def make_factory(settings: EchoSettings) -> EchoServerFactory:
     """
     Build the Autobahn factory for the echo at C{/socket}.
 
     The URL is left out: the listening port is not known before listening,
     and the Host header is checked by the origin policy instead.
     """
-    factory = WebSocketServerFactory(url=None, server="wsecho")
+    factory = EchoServerFactory(url=None, server="wsecho")
     factory.protocol = (
         VerboseEchoServerProtocol if settings.verbose else EchoServerProtocol
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import cast
 from importlib.resources import files
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.util import peer2str
 from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.util import wildcards2patterns
+from twisted.internet.interfaces import ITransport
 from twisted.logger import Logger
 from twisted.web import server, static
 from twisted.web.resource import Resource
@@ -100,7 +102,7 @@ def _header(request: server.Request, name: bytes) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-class EchoResource(WebSocketResource):  # type: ignore[misc]
+class EchoResource(WebSocketResource):
     """
     C{/socket}: hands WebSocket upgrades to Autobahn after the checks that
     deserve an HTTP answer of their own with a body.
@@ -130,7 +132,7 @@ class EchoResource(WebSocketResource):  # type: ignore[misc]
         if not self._origins.allows(origin, _header(request, b"host")):
             self._log.info(
                 "refused {peer}: origin {origin!r} not allowed",
-                peer=peer2str(request.transport),
+                peer=peer2str(cast(ITransport, request.channel.transport)),
                 origin=origin,
             )
             # The client came to switch protocols, not to keep talking HTTP.
