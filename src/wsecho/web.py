@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import cast
 from importlib.resources import files
+from typing import cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
