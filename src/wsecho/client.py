@@ -445,25 +445,36 @@ def _factory(config: Config, session: Session) -> WebSocketClientFactory:
         useragent=f"wsecho-client/{__version__}",
     )
     factory.session = session
+    # Session's own timer covers connecting and the opening handshake.
+    configure_client_factory(factory, config.compression, config.timeout)
+    factory.setProtocolOptions(openHandshakeTimeout=0)
+    return factory
+
+
+def _accept_deflate(response: PerMessageDeflateResponse) -> PerMessageDeflateResponseAccept:
+    return PerMessageDeflateResponseAccept(response)
+
+
+def configure_client_factory(
+    factory: WebSocketClientFactory, compression: bool = True, timeout: float = 10.0
+) -> None:
+    """
+    The protocol options of wsecho's client, shared by C{wsecho-client} and
+    the TestSuite testee (L{wsecho.testee}).
+    """
     factory.setProtocolOptions(
-        # Session's own timer covers connecting and the handshake.
-        openHandshakeTimeout=0,
-        closeHandshakeTimeout=config.timeout,
+        openHandshakeTimeout=timeout,
+        closeHandshakeTimeout=timeout,
+        # Send the close frame (1002, 1007, ...) before dropping a server
+        # that broke the protocol, as RFC 6455 asks.
         failByDrop=False,
         tcpNoDelay=True,
     )
-    if config.compression:
-
-        def accept(
-            response: PerMessageDeflateResponse,
-        ) -> PerMessageDeflateResponseAccept:
-            return PerMessageDeflateResponseAccept(response)
-
+    if compression:
         factory.setProtocolOptions(
             perMessageCompressionOffers=[PerMessageDeflateOffer()],
-            perMessageCompressionAccept=accept,
+            perMessageCompressionAccept=_accept_deflate,
         )
-    return factory
 
 
 class _Console(LineOnlyReceiver):
