@@ -42,6 +42,24 @@ def upgrade_request(path: str = "/socket", **headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """
+    A final client frame (masked, as clients must), payload under 126 bytes.
+    """
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def read_frame(reader) -> tuple[int, bytes]:
+    """
+    Read one unmasked server frame with a payload under 126 bytes.
+    """
+    head = reader.read(2)
+    assert len(head) == 2 and head[1] < 126, head
+    return head[0] & 0x0F, reader.read(head[1])
+
+
 def status(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
@@ -258,3 +276,44 @@ class LimitsOverSocketsTests(TestCase):
                     return ws.recv(timeout=DEADLINE)
 
             self.assertEqual(await deferToThread(run, port, origin), "hi")
+
+
+class KeepaliveTests(TestCase):
+    async def test_silent_peer_is_dropped(self) -> None:
+        """
+        A peer that never answers the keepalive ping is dropped after
+        --ping-timeout, and a peer that answers stays.
+        """
+        port, _ = serve(self, EchoSettings(ping_interval=1, ping_timeout=2))
+
+        def silent():
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(upgrade_request())
+                received = b""
+                try:
+                    while chunk := s.recv(4096):
+                        received += chunk
+                except ConnectionResetError:
+                    pass  # dropped: aborted, not closed
+                return received
+
+        def answering():
+            # Answer two pings with pongs, then check the echo still works.
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(upgrade_request())
+                reader = s.makefile("rb")
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                pings = 0
+                while pings < 2:
+                    opcode, payload = read_frame(reader)
+                    assert opcode == 0x9, opcode
+                    pings += 1
+                    s.sendall(masked_frame(0xA, payload))
+                s.sendall(masked_frame(0x1, b"still here"))
+                return read_frame(reader)
+
+        received = await deferToThread(silent)
+        self.assertEqual(status(received), 101)
+        self.assertIn(b"\r\n\r\n\x89", received)  # a ping came, then the end
+        self.assertEqual(await deferToThread(answering), (0x1, b"still here"))

@@ -118,6 +118,9 @@ class OptionsTests(SynchronousTestCase):
             ["--close-handshake-timeout", "inf"], "--close-handshake-timeout"
         )
         self.assertUsageError(["--ping-timeout", "0"], "--ping-timeout")
+        self.assertUsageError(
+            ["--ping-interval", "0.5"], "--ping-interval", "at least 1"
+        )
         self.assertUsageError(["--subprotocol", "a b"], "--subprotocol")
         self.assertUsageError(["--allowed-origin", " "], "--allowed-origin")
 

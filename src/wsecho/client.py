@@ -451,7 +451,9 @@ def _factory(config: Config, session: Session) -> WebSocketClientFactory:
     return factory
 
 
-def _accept_deflate(response: PerMessageDeflateResponse) -> PerMessageDeflateResponseAccept:
+def _accept_deflate(
+    response: PerMessageDeflateResponse,
+) -> PerMessageDeflateResponseAccept:
     return PerMessageDeflateResponseAccept(response)
 
 

@@ -48,7 +48,9 @@ def _positive_int(value: str) -> int:
 
 def _seconds(value: str) -> float:
     number = float(value)
-    if not 0 <= number < float("inf"):
+    # Autobahn runs these timers in one-second buckets, rounding down: a
+    # shorter time could fire at once.
+    if not (number == 0 or 1 <= number < float("inf")):
         raise ValueError(value)
     return number
 
@@ -58,7 +60,7 @@ def _size(option: str) -> Callable[[str], Any]:
 
 
 def _time(option: str) -> Callable[[str], Any]:
-    return _coercer(option, _seconds, "a number of seconds, 0 or more (0: off).")
+    return _coercer(option, _seconds, "seconds, 0 (off) or at least 1.")
 
 
 def _tcp_endpoint(port: int, interface: str) -> str:

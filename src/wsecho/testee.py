@@ -51,7 +51,9 @@ class TesteeFactory(WebSocketClientFactory):
         self.done: defer.Deferred[list[bytes]] = defer.Deferred()
 
 
-async def _visit(reactor: Any, base: str, resource: str, echo: bool = False) -> list[bytes]:
+async def _visit(
+    reactor: Any, base: str, resource: str, echo: bool = False
+) -> list[bytes]:
     """
     Open one connection to C{base + resource}; return what it received once
     it is closed.
@@ -80,10 +82,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m wsecho.testee",
         description="Run wsecho's client against the Autobahn TestSuite fuzzing server.",
     )
-    parser.add_argument("--url", default="ws://127.0.0.1:9001", help="the fuzzing server")
+    parser.add_argument(
+        "--url", default="ws://127.0.0.1:9001", help="the fuzzing server"
+    )
     parser.add_argument("--agent", default="wsecho", help="the name in the reports")
     args = parser.parse_args(argv)
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args.url, args.agent)))
+    task.react(
+        lambda reactor: defer.Deferred.fromCoroutine(run(reactor, args.url, args.agent))
+    )
 
 
 if __name__ == "__main__":
