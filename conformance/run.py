@@ -76,29 +76,35 @@ def wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
 @dataclass
 class Job:
     """
-    One wstest run over some cases, with the process it tests.
+    One wstest run over some cases: optionally a service to start first
+    (the fuzzing server), then commands run one after the other.
     """
 
     name: str
-    agent: str
     cases: list[str]
     outdir: Path
-    commands: list[list[str]] = field(default_factory=list)
+    steps: list[list[str]] = field(default_factory=list)
+    service: list[str] | None = None
+    service_port: int = 0
     elapsed: float = 0.0
     failed: str | None = None
 
 
-def partitions(cases: list[str], jobs: int) -> list[list[str]]:
+def split(cases: list[str], jobs: int) -> tuple[list[list[str]], list[str]]:
     """
-    Split the case patterns over C{jobs} runs. The compression groups take
-    nine tenths of the time, so with all cases and two jobs 12.* runs alone.
+    Split the case patterns into the parallel runs of the first phase and
+    the 9.* (performance) patterns, which run alone afterwards so that
+    their durations are not bent by other runs. The compression groups take
+    nine tenths of the time, so with all cases 12.* runs on its own.
     """
-    if jobs < 2:
-        return [cases]
     if cases == ["*"]:
-        rest = [f"{g}.*" for g in GROUPS if g != "12"]
-        return [["12.*"], rest]
-    return [cases[i::jobs] for i in range(jobs) if cases[i::jobs]]
+        rest = [f"{g}.*" for g in GROUPS if g not in ("9", "12")]
+        parallel = [["12.*"], rest] if jobs > 1 else [["12.*", *rest]]
+        return parallel, ["9.*"]
+    nine = [c for c in cases if c.split(".")[0] == "9"]
+    others = [c for c in cases if c not in nine]
+    n = max(1, jobs)
+    return [others[i::n] for i in range(n) if others[i::n]], nine
 
 
 class Runner:
@@ -108,6 +114,7 @@ class Runner:
         self.processes: list[subprocess.Popen] = []
         self.spec = json.loads((TOP / "fuzzingclient.json").read_text())
         self.cases = args.cases.split(",") if args.cases else self.spec["cases"]
+        self.parallel, self.nine = split(self.cases, args.jobs)
 
     def start(self, command: list[str], log: Path) -> subprocess.Popen:
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -133,25 +140,28 @@ class Runner:
         path.write_text(json.dumps(spec, indent=2))
         return path
 
-    # --- wsecho as a server --------------------------------------------
+    def start_server(self, command: list[str], port: int, name: str) -> None:
+        process = self.start(command, self.reports / "logs" / f"{name}.log")
+        wait_for_port(port, process, name)
 
-    def server_jobs(self) -> list[Job]:
+    # --- wsecho as a server: wstest -m fuzzingclient ---------------------
+
+    def server_jobs(self) -> tuple[list[Job], list[Job]]:
         port = free_port()
-        daemon = self.start(
+        self.start_server(
             [str(BIN / "twistd"), "-n", "--pidfile=", "wsecho", "--port", str(port)],
-            self.reports / "logs" / "wsecho-server.log",
+            port,
+            "wsecho-server",
         )
-        wait_for_port(port, daemon, "twistd -n wsecho")
-        jobs = []
-        for i, cases in enumerate(partitions(self.cases, self.args.jobs)):
-            jobs.append(
-                self._fuzzingclient(
-                    f"server-{i}", "wsecho", f"ws://127.0.0.1:{port}/socket", cases
-                )
-            )
-        if self._nine():
+        wsecho = {"agent": "wsecho", "url": f"ws://127.0.0.1:{port}/socket"}
+        first = [
+            self._fuzzingclient(f"server-{i}", [wsecho], cases)
+            for i, cases in enumerate(self.parallel)
+        ]
+        second = []
+        if self.nine:
             ref_port = free_port()
-            ref = self.start(
+            self.start_server(
                 [
                     sys.executable,
                     str(HERE / "autobahn_testee.py"),
@@ -159,74 +169,61 @@ class Runner:
                     "--port",
                     str(ref_port),
                 ],
-                self.reports / "logs" / "reference-server.log",
+                ref_port,
+                "reference-server",
             )
-            wait_for_port(ref_port, ref, "the reference testee")
-            jobs.append(
-                self._fuzzingclient(
-                    "server-ref", REFERENCE, f"ws://127.0.0.1:{ref_port}", self._nine()
-                )
+            reference = {"agent": REFERENCE, "url": f"ws://127.0.0.1:{ref_port}"}
+            second.append(
+                self._fuzzingclient("server-9", [wsecho, reference], self.nine)
             )
-        return jobs
+        return first, second
 
-    def _fuzzingclient(self, name: str, agent: str, url: str, cases: list[str]) -> Job:
+    def _fuzzingclient(self, name: str, servers: list[dict], cases: list[str]) -> Job:
         outdir = self.reports / "servers" / name
-        spec = dict(
-            self.spec,
-            outdir=str(outdir),
-            cases=cases,
-            servers=[{"agent": agent, "url": url}],
-        )
+        spec = dict(self.spec, outdir=str(outdir), cases=cases, servers=servers)
         path = self.write_spec(name, spec)
-        job = Job(name, agent, cases, outdir)
-        job.commands = [[self.args.wstest, "-m", "fuzzingclient", "-s", str(path)]]
-        return job
+        command = [self.args.wstest, "-m", "fuzzingclient", "-s", str(path)]
+        return Job(name, cases, outdir, steps=[command])
 
-    # --- wsecho as a client --------------------------------------------
+    # --- wsecho as a client: wstest -m fuzzingserver ---------------------
 
-    def client_jobs(self) -> list[Job]:
-        jobs = []
-        for i, cases in enumerate(partitions(self.cases, self.args.jobs)):
-            testee = [
-                sys.executable,
-                "-m",
-                "wsecho.testee",
-                "--agent",
-                "wsecho",
-                "--url",
-            ]
-            jobs.append(self._fuzzingserver(f"client-{i}", "wsecho", cases, testee))
-        if self._nine():
-            testee = [
+    def client_jobs(self) -> tuple[list[Job], list[Job]]:
+        first = [
+            self._fuzzingserver(f"client-{i}", cases, [])
+            for i, cases in enumerate(self.parallel)
+        ]
+        second = []
+        if self.nine:
+            reference = [
                 sys.executable,
                 str(HERE / "autobahn_testee.py"),
                 "client",
                 "--url",
             ]
-            jobs.append(
-                self._fuzzingserver("client-ref", REFERENCE, self._nine(), testee)
-            )
-        return jobs
+            second.append(self._fuzzingserver("client-9", self.nine, [reference]))
+        return first, second
 
     def _fuzzingserver(
-        self, name: str, agent: str, cases: list[str], testee: list[str]
+        self, name: str, cases: list[str], others: list[list[str]]
     ) -> Job:
         outdir = self.reports / "clients" / name
         port = free_port()
+        url = f"ws://127.0.0.1:{port}"
         spec = {
-            "url": f"ws://127.0.0.1:{port}",
+            "url": url,
             "outdir": str(outdir),
             "cases": cases,
             "exclude-cases": self.spec.get("exclude-cases", []),
             "exclude-agent-cases": {},
         }
         path = self.write_spec(name, spec)
-        job = Job(name, agent, cases, outdir)
-        # The fuzzing server runs until stopped: the first command is a
-        # service, started and waited for before the testee runs.
-        job.commands = [
-            # --webport 0: no report web server, so jobs do not collide on 8080.
-            [
+        testee = [sys.executable, "-m", "wsecho.testee", "--agent", "wsecho", "--url"]
+        return Job(
+            name,
+            cases,
+            outdir,
+            # --webport 0: no report web server, so runs do not collide on 8080.
+            service=[
                 self.args.wstest,
                 "-m",
                 "fuzzingserver",
@@ -235,47 +232,34 @@ class Runner:
                 "--webport",
                 "0",
             ],
-            [*testee, f"ws://127.0.0.1:{port}"],
-        ]
-        return job
-
-    def _nine(self) -> list[str]:
-        """
-        The 9.* patterns among the cases, for the reference testee.
-        """
-        return (
-            ["9.*"]
-            if "*" in self.cases
-            else [c for c in self.cases if c.startswith("9.")]
+            service_port=port,
+            steps=[[*command, url] for command in [testee, *others]],
         )
 
     # --- running -----------------------------------------------------------
 
     def run_job(self, job: Job) -> None:
         started = time.monotonic()
-        log = self.reports / "logs" / f"{job.name}.log"
+        service = None
         try:
-            if len(job.commands) == 2:
-                server = self.start(
-                    job.commands[0],
-                    self.reports / "logs" / f"{job.name}-fuzzingserver.log",
-                )
-                wait_for_port(
-                    int(job.commands[1][-1].rsplit(":", 1)[1]),
-                    server,
-                    "wstest -m fuzzingserver",
-                )
-            code = self.start(job.commands[-1], log).wait()
-            if code != 0:
-                job.failed = f"{job.commands[-1][0]} exited with {code} (see {log})"
+            if job.service:
+                log = self.reports / "logs" / f"{job.name}-fuzzingserver.log"
+                service = self.start(job.service, log)
+                wait_for_port(job.service_port, service, "wstest -m fuzzingserver")
+            for i, step in enumerate(job.steps):
+                log = self.reports / "logs" / f"{job.name}-{i}.log"
+                code = self.start(step, log).wait()
+                if code != 0:
+                    job.failed = f"{' '.join(step[:3])} exited with {code} (see {log})"
+                    break
         except SystemExit as e:
             job.failed = str(e)
         finally:
-            if len(job.commands) == 2:
-                server.terminate()
+            if service is not None:
+                service.terminate()
         job.elapsed = time.monotonic() - started
 
-    def run_jobs(self, jobs: list[Job]) -> None:
+    def run_jobs(self, jobs: list[Job], workers: int) -> None:
         todo: queue.Queue[Job] = queue.Queue()
         for job in jobs:
             todo.put(job)
@@ -294,9 +278,7 @@ class Runner:
                     f"conformance: {job.name}: done in {job.elapsed:.0f} s", flush=True
                 )
 
-        threads = [
-            threading.Thread(target=worker) for _ in range(max(1, self.args.jobs))
-        ]
+        threads = [threading.Thread(target=worker) for _ in range(max(1, workers))]
         for t in threads:
             t.start()
         for t in threads:
@@ -420,16 +402,24 @@ def main() -> None:
     )
     problems = []
     started = time.monotonic()
+    roles = [r for r in ("server", "client") if args.mode in (r, "both")]
     try:
-        if args.mode in ("server", "both"):
-            jobs = runner.server_jobs()
-            runner.run_jobs(jobs)
-            problems += report("server", jobs, expected)
-            runner.stop_all()
-        if args.mode in ("client", "both"):
-            jobs = runner.client_jobs()
-            runner.run_jobs(jobs)
-            problems += report("client", jobs, expected)
+        # Phase one: every role's runs at once (the machine's cores are
+        # shared by wstest, the daemon and the testee). Phase two: the 9.*
+        # performance cases, alone, wsecho and the reference one after the
+        # other under the same conditions.
+        phases: dict[str, tuple[list[Job], list[Job]]] = {}
+        for role in roles:
+            phases[role] = (
+                runner.server_jobs() if role == "server" else runner.client_jobs()
+            )
+        runner.run_jobs(
+            [j for first, _ in phases.values() for j in first], args.jobs * len(roles)
+        )
+        for _, second in phases.values():
+            runner.run_jobs(second, 1)
+        for role, (first, second) in phases.items():
+            problems += report(role, first + second, expected)
     finally:
         runner.stop_all()
     print(
