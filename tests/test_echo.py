@@ -114,6 +114,18 @@ class EchoTests(TestCase):
         self.assertEqual(client.received, [(b"x" * 1000, True), (b"x" * 600, True)])
         self.assertEqual(client.remoteCloseCode, 1009)
 
+    async def test_frame_too_big(self) -> None:
+        """
+        A frame over --max-frame-size is refused with 1009, even in a
+        message under the message limit.
+        """
+        client = await self.connect(EchoSettings(max_frame_size=1000))
+        client.sendMessage(b"x" * 1000, True)
+        client.sendMessage(b"y" * 1001, True)
+        await client.is_closed
+        self.assertEqual(client.received, [(b"x" * 1000, True)])
+        self.assertEqual(client.remoteCloseCode, 1009)
+
     async def test_logs_open_and_close(self) -> None:
         """
         Opening and closing are logged with the peer and the close code and

@@ -234,6 +234,22 @@ class LimitsOverSocketsTests(TestCase):
         self.assertEqual(len(echo), 1024 * 1024)
         self.assertEqual(code, 1009)
 
+    async def test_no_compression(self) -> None:
+        """
+        With --no-compression a client's permessage-deflate offer is declined
+        and the echo still works.
+        """
+        port, _ = serve(self, EchoSettings(compression=False))
+
+        def run():
+            with connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE) as ws:
+                ws.send("plain")
+                return ws.recv(timeout=DEADLINE), ws.response.headers
+
+        echo, headers = await deferToThread(run)
+        self.assertEqual(echo, "plain")
+        self.assertNotIn("Sec-WebSocket-Extensions", headers)
+
     async def test_subprotocols(self) -> None:
         """
         With --subprotocol chat --subprotocol superchat the server selects

@@ -2,6 +2,8 @@
 The twistd plugin's options and the service they make.
 """
 
+from pathlib import Path
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory
@@ -11,6 +13,12 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wsecho.echo import EchoServerProtocol, MiB, VerboseEchoServerProtocol
 from wsecho.tap import Options, makeService
+
+
+def _tmp(test: SynchronousTestCase) -> Path:
+    directory = Path(test.mktemp())
+    directory.mkdir(parents=True)
+    return directory
 
 
 def parse(*argv: str) -> Options:
@@ -196,6 +204,22 @@ class MakeServiceTests(SynchronousTestCase):
             [(s[0], s[3]) for s in reactor.tcpServers], [(8181, ""), (8182, "::1")]
         )
         self.assertIs(reactor.tcpServers[0][1], reactor.tcpServers[1][1])
+
+    def test_unix_and_tls_listeners(self) -> None:
+        """
+        unix: and ssl: endpoints listen where they say, for ws and wss.
+        """
+        from helpers import make_certificates
+
+        paths = make_certificates(_tmp(self))
+        reactor = self.start(
+            "--listen",
+            "unix:/tmp/wsecho-test.sock",
+            "--listen",
+            f"ssl:8443:privateKey={paths['key']}:certKey={paths['cert']}",
+        )
+        self.assertEqual(reactor.unixServers[0][0], "/tmp/wsecho-test.sock")
+        self.assertEqual(reactor.sslServers[0][0], 8443)
 
     def test_services_are_endpoint_services(self) -> None:
         """
