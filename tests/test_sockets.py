@@ -294,6 +294,22 @@ class LimitsOverSocketsTests(TestCase):
             self.assertEqual(await deferToThread(run, port, origin), "hi")
 
 
+class TimeoutTests(TestCase):
+    async def test_idle_connection_is_closed(self) -> None:
+        """
+        A connection that never sends its upgrade request is closed after
+        --open-handshake-timeout.
+        """
+        port, _ = serve(self, EchoSettings(open_handshake_timeout=1))
+
+        def idle():
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(b"GET /socket HTTP/1.1\r\n")
+                return s.recv(4096)
+
+        self.assertEqual(await deferToThread(idle), b"")
+
+
 class KeepaliveTests(TestCase):
     async def test_silent_peer_is_dropped(self) -> None:
         """

@@ -115,7 +115,7 @@ class Options(usage.Options):
             "open-handshake-timeout",
             None,
             10.0,
-            "Seconds a client has to complete the opening handshake.",
+            "Seconds a client has to send its request and complete the opening handshake; also the idle timeout of HTTP connections.",
             _time("open-handshake-timeout"),
         ],
         [

@@ -162,6 +162,10 @@ def make_site(settings: EchoSettings) -> server.Site:
         b"socket",
         EchoResource(make_factory(settings), OriginPolicy(settings.allowed_origins)),
     )
-    site = server.Site(root)
+    # twisted.web reads the upgrade request before Autobahn sees it, so the
+    # opening-handshake timeout is also the HTTP idle timeout: a connection
+    # that never finishes its request is closed after it. (It restarts with
+    # every byte received; a slow sender needs more than this.)
+    site = server.Site(root, timeout=settings.open_handshake_timeout or None)
     site.requestFactory = _Request
     return site
