@@ -29,9 +29,16 @@ if [ -z "$py2" ] || ! is_py27 "$py2"; then
 fi
 
 tools=$(mktemp -d)
-trap 'rm -rf "$tools"' EXIT
+log=$(mktemp)
+trap 'rm -rf "$tools" "$log"' EXIT
+quietly() {
+    # Old pip on 2.7 warns about every index it cannot read; show its
+    # output only when it fails.
+    "$@" >"$log" 2>&1 || { cat "$log" >&2; echo "install-wstest: failed: $*" >&2; exit 1; }
+}
+echo "install-wstest: Python 2.7 is $py2; installing autobahntestsuite 25.10.1 in $dest"
 # virtualenv 20.22 dropped Python 2 environments.
-"$py2" -m pip install --quiet --disable-pip-version-check --target "$tools" 'virtualenv<20.22'
-PYTHONPATH=$tools "$py2" -m virtualenv --quiet "$dest"
-"$dest/bin/pip" install --quiet --disable-pip-version-check autobahntestsuite==25.10.1
+quietly "$py2" -m pip install --disable-pip-version-check --target "$tools" 'virtualenv<20.22'
+quietly env PYTHONPATH="$tools" "$py2" -m virtualenv "$dest"
+quietly "$dest/bin/pip" install --disable-pip-version-check autobahntestsuite==25.10.1
 "$dest/bin/wstest" --autobahnversion
