@@ -31,9 +31,10 @@ class TesteeProtocol(WebSocketClientProtocol):
     """
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.messages.append(payload)
         if self.factory.echo:
             self.sendMessage(payload, isBinary)
+        else:
+            self.factory.messages.append(payload)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
