@@ -228,7 +228,6 @@ class EchoClientProtocol(WebSocketClientProtocol):
     Hands what happens on the connection to the L{Session} that owns it.
     """
 
-    session: Session
     lostReason: Failure | None = None
 
     def onOpen(self) -> None:
