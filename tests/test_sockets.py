@@ -60,6 +60,21 @@ def read_frame(reader) -> tuple[int, bytes]:
     return head[0] & 0x0F, reader.read(head[1])
 
 
+def echo_once(port: int, message="hi", **options):
+    """
+    In a thread: connect with websockets, send one message and return its
+    echo and the (closed) connection.
+    """
+
+    def run():
+        url = f"ws://127.0.0.1:{port}/socket"
+        with connect(url, open_timeout=DEADLINE, **options) as ws:
+            ws.send(message)
+            return ws.recv(timeout=DEADLINE), ws
+
+    return deferToThread(run)
+
+
 def status(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
@@ -240,15 +255,9 @@ class LimitsOverSocketsTests(TestCase):
         and the echo still works.
         """
         port, _ = serve(self, EchoSettings(compression=False))
-
-        def run():
-            with connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE) as ws:
-                ws.send("plain")
-                return ws.recv(timeout=DEADLINE), ws.response.headers
-
-        echo, headers = await deferToThread(run)
+        echo, ws = await echo_once(port, "plain")
         self.assertEqual(echo, "plain")
-        self.assertNotIn("Sec-WebSocket-Extensions", headers)
+        self.assertNotIn("Sec-WebSocket-Extensions", ws.response.headers)
 
     async def test_subprotocols(self) -> None:
         """
@@ -257,20 +266,10 @@ class LimitsOverSocketsTests(TestCase):
         none.
         """
         port, _ = serve(self, EchoSettings(subprotocols=("chat", "superchat")))
-
-        def run(offers):
-            with connect(
-                f"ws://127.0.0.1:{port}/socket",
-                subprotocols=offers,
-                open_timeout=DEADLINE,
-            ) as ws:
-                ws.send("hi")
-                return ws.subprotocol, ws.recv(timeout=DEADLINE)
-
-        self.assertEqual(
-            await deferToThread(run, ["superchat", "chat"]), ("superchat", "hi")
-        )
-        self.assertEqual(await deferToThread(run, None), (None, "hi"))
+        echo, ws = await echo_once(port, subprotocols=["superchat", "chat"])
+        self.assertEqual((echo, ws.subprotocol), ("hi", "superchat"))
+        echo, ws = await echo_once(port)
+        self.assertEqual((echo, ws.subprotocol), ("hi", None))
 
     async def test_allowed_origin(self) -> None:
         """
@@ -281,17 +280,8 @@ class LimitsOverSocketsTests(TestCase):
             ("*", "http://anything.test"),
         ):
             port, _ = serve(self, EchoSettings(allowed_origins=(allowed,)))
-
-            def run(port, origin):
-                with connect(
-                    f"ws://127.0.0.1:{port}/socket",
-                    origin=origin,
-                    open_timeout=DEADLINE,
-                ) as ws:
-                    ws.send("hi")
-                    return ws.recv(timeout=DEADLINE)
-
-            self.assertEqual(await deferToThread(run, port, origin), "hi")
+            echo, _ = await echo_once(port, origin=origin)
+            self.assertEqual(echo, "hi")
 
 
 class TimeoutTests(TestCase):
