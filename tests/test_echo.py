@@ -114,6 +114,18 @@ class EchoTests(TestCase):
         self.assertEqual(client.received, [(b"x" * 1000, True), (b"x" * 600, True)])
         self.assertEqual(client.remoteCloseCode, 1009)
 
+    async def test_message_after_close_frame(self) -> None:
+        """
+        A message that arrives after the server's close frame went out is
+        dropped without an error (RFC 6455 allows no data after it).
+        """
+        client = await self.connect(EchoSettings(max_message_size=10))
+        client.sendMessage(b"x" * 11, True)  # closed with 1009 by the echo
+        client.sendMessage(b"late", True)
+        await client.is_closed
+        self.assertEqual(client.received, [])
+        self.assertEqual(client.remoteCloseCode, 1009)
+
     async def test_frame_too_big(self) -> None:
         """
         A frame over --max-frame-size is refused with 1009, even in a

@@ -169,6 +169,7 @@ class OptionsTests(SynchronousTestCase):
             "--close-handshake-timeout",
             "--ping-interval",
             "--ping-timeout",
+            "--shutdown-timeout",
             "--verbose",
         ):
             self.assertIn(option, help_text)

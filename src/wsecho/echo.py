@@ -9,12 +9,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -69,6 +72,23 @@ class EchoServerProtocol(WebSocketServerProtocol):
                 return protocol  # type: ignore[no-any-return]
         return None
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.factory.connections.add(self)
+
+    def going_away(self) -> None:
+        """
+        The server is shutting down: start the closing handshake with 1001
+        (going away), or drop a connection still in its opening handshake.
+        """
+        if self.state == self.STATE_OPEN:
+            # sendClose() refuses 1001, which is reserved for endpoints.
+            self.sendCloseFrame(
+                code=1001, reasonUtf8=b"server shutting down", isReply=False
+            )
+        elif self.state == self.STATE_CONNECTING:
+            self.dropConnection(abort=True)
+
     def onOpen(self) -> None:
         self._opened = True
         self._log.info(
@@ -89,7 +109,12 @@ class EchoServerProtocol(WebSocketServerProtocol):
             # cut to its budget, one byte over our limit.
             self.sendCloseFrame(code=1009, reasonUtf8=b"message too big", isReply=False)
             return
-        self.sendMessage(payload, isBinary)
+        try:
+            self.sendMessage(payload, isBinary)
+        except Disconnected:
+            # The message came in after our close frame went out (shutting
+            # down, or a limit hit): RFC 6455 allows no data after it.
+            pass
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self._opened:
@@ -111,6 +136,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
+        self.factory.forget(self)
         # Autobahn leaves the closing-handshake timer running when the peer
         # drops the connection first; it would hold this protocol for
         # --close-handshake-timeout seconds more.
@@ -143,12 +169,62 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
 
 class EchoServerFactory(WebSocketServerFactory):
     """
-    Autobahn's factory, with what the echo needs to know of its settings.
+    Autobahn's factory, with what the echo needs to know of its settings,
+    and the open connections, for a graceful shutdown.
     """
+
+    _log = Logger()
 
     protocol = EchoServerProtocol
     subprotocols: tuple[str, ...] = ()
     max_message_size: int = 16 * MiB
+    draining = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[EchoServerProtocol] = set()
+        self._drained: list[Deferred[None]] = []
+
+    def forget(self, protocol: EchoServerProtocol) -> None:
+        self.connections.discard(protocol)
+        if self.draining and not self.connections:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def drain(self, timeout: float, clock: IReactorTime) -> Deferred[None]:
+        """
+        Close every connection with 1001 (going away); fire once all are
+        closed, dropping those still open after C{timeout} seconds.
+        """
+        self.draining = True
+        for protocol in list(self.connections):
+            try:
+                protocol.going_away()
+            except Exception:
+                self._log.failure("closing {peer}", peer=protocol.peer)
+                protocol.dropConnection(abort=True)
+        if not self.connections:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._drained.append(done)
+        self._log.info(
+            "waiting up to {timeout} s for {count} connections to close",
+            timeout=timeout,
+            count=len(self.connections),
+        )
+
+        def drop_the_rest() -> None:
+            for protocol in list(self.connections):
+                protocol.dropConnection(abort=True)
+
+        timer = clock.callLater(timeout, drop_the_rest)
+
+        def stop_timer(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+
+        return done.addCallback(stop_timer)
 
 
 def _accept_deflate(

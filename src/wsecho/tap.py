@@ -4,18 +4,21 @@ The twistd plugin's options and service: C{twistd -n wsecho --port 8181}.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
 from twisted.python import usage
 
 from .echo import EchoSettings, MiB
-from .web import make_site
+from .web import Site, make_site
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
@@ -139,6 +142,13 @@ class Options(usage.Options):
             "Seconds to wait for the pong before dropping the peer.",
             _time("ping-timeout"),
         ],
+        [
+            "shutdown-timeout",
+            None,
+            10.0,
+            "On SIGTERM or SIGINT, seconds to wait for clients to complete the closing handshake (code 1001) before dropping them.",
+            _time("shutdown-timeout"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -198,20 +208,57 @@ class Options(usage.Options):
         )
 
 
-class _ListeningService(MultiService):
+class EchoService(MultiService):
     """
-    Start every listener, or exit with one line saying which one failed.
+    The listeners, started or exited from with one line; stopped gracefully.
 
     C{strports.service} raises synchronously when it cannot listen (in
     C{privilegedStartService}, before twistd sheds root); twistd would print
     that as a traceback.
+
+    On stop (SIGTERM, SIGINT): stop listening, send every client close 1001
+    (going away), wait up to the shutdown timeout for the closing
+    handshakes, then drop the rest. twistd then exits 0: wsecho takes the
+    two signals over from the reactor, whose handlers make twistd exit by
+    the signal instead.
     """
+
+    _log = Logger()
+
+    def __init__(self, site: Site, shutdown_timeout: float, reactor: Any) -> None:
+        super().__init__()
+        self._site = site
+        self._shutdown_timeout = shutdown_timeout
+        self._reactor = reactor
+        self._stopping = False
 
     def privilegedStartService(self) -> None:
         _exit_if_cannot_listen(super().privilegedStartService)
 
     def startService(self) -> None:
         _exit_if_cannot_listen(super().startService)
+        self._reactor.callWhenRunning(self._take_signals)
+
+    def _take_signals(self) -> None:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, frame: Any) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._log.info("{signal}: shutting down", signal=signal.Signals(number).name)
+        self._reactor.callFromThread(self._reactor.stop)
+
+    def stopService(self) -> Deferred[None]:
+        factory = self._site.echo_factory
+        factory.draining = True  # /readyz answers 503 from now on
+        stopped: Deferred[Any] = defer.maybeDeferred(super().stopService)
+
+        def drain(_: object) -> Deferred[None]:
+            return factory.drain(self._shutdown_timeout, self._reactor)
+
+        return stopped.addCallback(drain)
 
 
 def _exit_if_cannot_listen(start: Callable[[], None]) -> None:
@@ -226,8 +273,12 @@ def _exit_if_cannot_listen(start: Callable[[], None]) -> None:
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:
-    parent = _ListeningService()
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = cast(IReactorCore, default_reactor)
     site = make_site(options.settings())
+    parent = EchoService(site, options["shutdown-timeout"], reactor)
     for description in options["listen"]:
         strports.service(description, site, reactor=reactor).setServiceParent(parent)
     return parent

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from importlib.resources import files
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web import server, static
 from twisted.web.resource import Resource
 
-from .echo import EchoSettings, make_factory
+from .echo import EchoServerFactory, EchoSettings, make_factory
 
 # Sent on every HTTP response instead of "TwistedWeb/<version>": version
 # numbers in a banner only help whoever is looking for a vulnerable one.
@@ -142,6 +142,40 @@ class EchoResource(WebSocketResource):
         return super().render(request)  # type: ignore[no-any-return]
 
 
+class Health(Resource):
+    """
+    C{/healthz}: the process is alive. C{/readyz}: it takes new connections
+    (503 once it has begun shutting down, for load balancers).
+    """
+
+    isLeaf = True
+
+    def __init__(self, factory: EchoServerFactory, readiness: bool) -> None:
+        super().__init__()
+        self._factory = factory
+        self._readiness = readiness
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"Cache-Control", b"no-store")
+        if self._readiness and self._factory.draining:
+            return _text(request, 503, b"Service Unavailable", "shutting down\n")
+        return _text(request, 200, b"OK", "ready\n" if self._readiness else "ok\n")
+
+    render_HEAD = render_GET
+
+
+class Site(server.Site):
+    """
+    The HTTP service, with the echo's factory at hand for shutting down.
+    """
+
+    def __init__(
+        self, resource: Resource, echo_factory: EchoServerFactory, **kwargs: Any
+    ) -> None:
+        super().__init__(resource, **kwargs)
+        self.echo_factory = echo_factory
+
+
 class _Request(server.Request):
     def render(self, resrc: Resource) -> None:
         self.setHeader(b"Server", SERVER_NAME)
@@ -152,20 +186,23 @@ def index_page() -> bytes:
     return files("wsecho").joinpath("index.html").read_bytes()
 
 
-def make_site(settings: EchoSettings) -> server.Site:
+def make_site(settings: EchoSettings) -> Site:
     """
-    The whole HTTP service: the index at C{/}, the echo at C{/socket}.
+    The whole HTTP service: the index at C{/}, the echo at C{/socket}, and
+    the health checks at C{/healthz} and C{/readyz}.
     """
+    factory = make_factory(settings)
     root = Resource()
     root.putChild(b"", static.Data(index_page(), "text/html; charset=utf-8"))
     root.putChild(
-        b"socket",
-        EchoResource(make_factory(settings), OriginPolicy(settings.allowed_origins)),
+        b"socket", EchoResource(factory, OriginPolicy(settings.allowed_origins))
     )
+    root.putChild(b"healthz", Health(factory, readiness=False))
+    root.putChild(b"readyz", Health(factory, readiness=True))
     # twisted.web reads the upgrade request before Autobahn sees it, so the
     # opening-handshake timeout is also the HTTP idle timeout: a connection
     # that never finishes its request is closed after it. (It restarts with
     # every byte received; a slow sender needs more than this.)
-    site = server.Site(root, timeout=settings.open_handshake_timeout or None)
+    site = Site(root, factory, timeout=settings.open_handshake_timeout or None)
     site.requestFactory = _Request
     return site
