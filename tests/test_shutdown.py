@@ -3,7 +3,6 @@ Shutting down gracefully, and the health checks load balancers poll.
 """
 
 import signal
-import socket
 
 from treq.testing import StubTreq
 from twisted.internet import reactor
@@ -13,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from helpers import DEADLINE, free_port, poll, serve, start_daemon
-from test_sockets import status, upgrade_request
+from test_sockets import silent_client, status
 from wsecho.echo import EchoSettings
 from wsecho.web import make_site
 
@@ -71,18 +70,7 @@ class DrainTests(TestCase):
         port, tracked = serve(self)
         factory = tracked.wrappedFactory.echo_factory
 
-        def silent():
-            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-                s.sendall(upgrade_request())
-                received = b""
-                try:
-                    while chunk := s.recv(4096):
-                        received += chunk
-                except ConnectionResetError:
-                    pass
-                return received
-
-        client = deferToThread(silent)
+        client = deferToThread(silent_client, port)
         await poll(lambda: len(factory.connections) == 1)
         await factory.drain(1, reactor)
         received = await client

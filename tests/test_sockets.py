@@ -60,6 +60,22 @@ def read_frame(reader) -> tuple[int, bytes]:
     return head[0] & 0x0F, reader.read(head[1])
 
 
+def silent_client(port: int) -> bytes:
+    """
+    Complete the opening handshake, then only read, answering nothing,
+    until the server closes or drops the connection; return what it sent.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+        s.sendall(upgrade_request())
+        received = b""
+        try:
+            while chunk := s.recv(4096):
+                received += chunk
+        except ConnectionResetError:
+            pass  # dropped: aborted, not closed
+        return received
+
+
 def echo_once(port: int, message="hi", **options):
     """
     In a thread: connect with websockets, send one message and return its
@@ -308,17 +324,6 @@ class KeepaliveTests(TestCase):
         """
         port, _ = serve(self, EchoSettings(ping_interval=1, ping_timeout=2))
 
-        def silent():
-            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-                s.sendall(upgrade_request())
-                received = b""
-                try:
-                    while chunk := s.recv(4096):
-                        received += chunk
-                except ConnectionResetError:
-                    pass  # dropped: aborted, not closed
-                return received
-
         def answering():
             # Answer two pings with pongs, then check the echo still works.
             with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
@@ -335,7 +340,7 @@ class KeepaliveTests(TestCase):
                 s.sendall(masked_frame(0x1, b"still here"))
                 return read_frame(reader)
 
-        received = await deferToThread(silent)
+        received = await deferToThread(silent_client, port)
         self.assertEqual(status(received), 101)
         self.assertIn(b"\r\n\r\n\x89", received)  # a ping came, then the end
         self.assertEqual(await deferToThread(answering), (0x1, b"still here"))
