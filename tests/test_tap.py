@@ -2,6 +2,8 @@
 The twistd plugin's options and the service they make.
 """
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
@@ -16,8 +18,8 @@ from wsecho.tap import Options, makeService
 
 
 def _tmp(test: SynchronousTestCase) -> Path:
-    directory = Path(test.mktemp())
-    directory.mkdir(parents=True)
+    directory = Path(tempfile.mkdtemp())
+    test.addCleanup(shutil.rmtree, directory)
     return directory
 
 
