@@ -73,6 +73,16 @@ class OriginPolicyTests(SynchronousTestCase):
         """
         self.assertTrue(OriginPolicy().allows(None, "localhost:8181"))
 
+    def assertDecisions(self, policy, allowed, refused, host="ws.test"):
+        """
+        C{policy} allows each origin in C{allowed} and refuses each in
+        C{refused}, for requests to C{host}.
+        """
+        for origin in allowed:
+            self.assertTrue(policy.allows(origin, host), origin)
+        for origin in refused:
+            self.assertFalse(policy.allows(origin, host), origin)
+
     def test_same_origin(self) -> None:
         """
         By default only a page from the host and port being connected to may
@@ -80,44 +90,52 @@ class OriginPolicyTests(SynchronousTestCase):
         port is written.
         """
         policy = OriginPolicy()
-        self.assertTrue(policy.allows("http://localhost:8181", "localhost:8181"))
-        self.assertTrue(policy.allows("http://LocalHost:8181", "localhost:8181"))
+        self.assertDecisions(
+            policy,
+            ["http://localhost:8181", "http://LocalHost:8181"],
+            [
+                "http://localhost:8182",
+                "http://evil.com",
+                "http://localhost.evil.com:8181",
+            ],
+            host="localhost:8181",
+        )
         self.assertTrue(policy.allows("https://example.com", "example.com"))
         self.assertTrue(policy.allows("http://example.com", "example.com:80"))
         self.assertTrue(policy.allows("http://[::1]:8181", "[::1]:8181"))
-        self.assertFalse(policy.allows("http://localhost:8182", "localhost:8181"))
-        self.assertFalse(policy.allows("http://evil.com", "localhost:8181"))
-        self.assertFalse(
-            policy.allows("http://localhost.evil.com:8181", "localhost:8181")
-        )
         self.assertFalse(policy.allows("http://localhost:8181", None))
 
     def test_null_and_garbage(self) -> None:
         """
         The null origin and malformed origins are refused by default.
         """
-        policy = OriginPolicy()
-        for origin in (
-            "null",
-            "",
-            "not a url",
-            "http://",
-            "http://host:port",
-            "http://localhost:8181/path",
-        ):
-            self.assertFalse(policy.allows(origin, "localhost:8181"), origin)
+        self.assertDecisions(
+            OriginPolicy(),
+            [],
+            [
+                "null",
+                "",
+                "not a url",
+                "http://",
+                "http://host:port",
+                "http://localhost:8181/path",
+            ],
+            host="localhost:8181",
+        )
 
     def test_patterns(self) -> None:
         """
         --allowed-origin patterns match with or without the default port.
         """
-        policy = OriginPolicy(["https://*.example.com", "http://localhost:*"])
-        self.assertTrue(policy.allows("https://a.example.com", "ws.test"))
-        self.assertTrue(policy.allows("https://a.example.com:443", "ws.test"))
-        self.assertTrue(policy.allows("http://localhost:3000", "ws.test"))
-        self.assertFalse(policy.allows("https://example.com.evil.com", "ws.test"))
-        self.assertFalse(policy.allows("http://a.example.com", "ws.test"))
-        self.assertFalse(policy.allows("null", "ws.test"))
+        self.assertDecisions(
+            OriginPolicy(["https://*.example.com", "http://localhost:*"]),
+            [
+                "https://a.example.com",
+                "https://a.example.com:443",
+                "http://localhost:3000",
+            ],
+            ["https://example.com.evil.com", "http://a.example.com", "null"],
+        )
 
     def test_wildcard_and_null(self) -> None:
         """

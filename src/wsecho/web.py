@@ -164,22 +164,24 @@ class Health(Resource):
     render_HEAD = render_GET
 
 
+class _Request(server.Request):
+    def render(self, resrc: Resource) -> None:
+        self.setHeader(b"Server", SERVER_NAME)
+        super().render(resrc)
+
+
 class Site(server.Site):
     """
     The HTTP service, with the echo's factory at hand for shutting down.
     """
+
+    requestFactory = _Request
 
     def __init__(
         self, resource: Resource, echo_factory: EchoServerFactory, **kwargs: Any
     ) -> None:
         super().__init__(resource, **kwargs)
         self.echo_factory = echo_factory
-
-
-class _Request(server.Request):
-    def render(self, resrc: Resource) -> None:
-        self.setHeader(b"Server", SERVER_NAME)
-        super().render(resrc)
 
 
 def index_page() -> bytes:
@@ -203,6 +205,4 @@ def make_site(settings: EchoSettings) -> Site:
     # opening-handshake timeout is also the HTTP idle timeout: a connection
     # that never finishes its request is closed after it. (It restarts with
     # every byte received; a slow sender needs more than this.)
-    site = Site(root, factory, timeout=settings.open_handshake_timeout or None)
-    site.requestFactory = _Request
-    return site
+    return Site(root, factory, timeout=settings.open_handshake_timeout or None)
