@@ -3,6 +3,7 @@ wsecho's site on a real loopback socket, driven by clients this project did
 not write: the websockets library and raw bytes.
 """
 
+import select
 import socket
 
 from twisted.internet.threads import deferToThread
@@ -303,17 +304,62 @@ class LimitsOverSocketsTests(TestCase):
 class TimeoutTests(TestCase):
     async def test_idle_connection_is_closed(self) -> None:
         """
-        A connection that never sends its upgrade request is closed after
-        --open-handshake-timeout.
+        A connection that stops halfway through its upgrade request gets 408
+        and is closed after --open-handshake-timeout.
         """
         port, _ = serve(self, EchoSettings(open_handshake_timeout=1))
 
         def idle():
             with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
                 s.sendall(b"GET /socket HTTP/1.1\r\n")
-                return s.recv(4096)
+                return s.makefile("rb").read()
 
-        self.assertEqual(await deferToThread(idle), b"")
+        self.assertEqual(status(await deferToThread(idle)), 408)
+
+    async def test_slowloris_is_cut_at_the_deadline(self) -> None:
+        """
+        A client that dribbles its headers a byte at a time, never idle long
+        enough for an idle timeout, is cut at --open-handshake-timeout.
+        """
+        port, _ = serve(self, EchoSettings(open_handshake_timeout=1))
+
+        def dribble():
+            header = b"X-Slow: " + b"a" * 100_000
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                sent = 0
+                for byte in header:
+                    try:
+                        s.sendall(bytes([byte]))
+                    except OSError:
+                        break  # reset: the server gave up on us
+                    sent += 1
+                    # The attack's pace, not a synchronisation: the server
+                    # must not wait for the (endless) header to end.
+                    readable, _, _ = select.select([s], [], [], 0.05)
+                    if readable:
+                        break
+                return sent, s.makefile("rb").read()
+
+        sent, response = await deferToThread(dribble)
+        self.assertEqual(status(response), 408)
+        self.assertLess(sent, 16384)
+
+    async def test_keep_alive_connection_has_a_deadline_too(self) -> None:
+        """
+        After a complete request, a kept-alive connection has
+        --open-handshake-timeout for its next request.
+        """
+        port, _ = serve(self, EchoSettings(open_handshake_timeout=1))
+
+        def keep_alive():
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                return s.makefile("rb").read()
+
+        response = await deferToThread(keep_alive)
+        self.assertEqual(status(response), 200)
+        self.assertIn(b"HTTP/1.1 408 Request Timeout", response)
 
 
 class KeepaliveTests(TestCase):

@@ -5,9 +5,10 @@ with its type, and the factory that holds its protocol options.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -17,10 +18,11 @@ from autobahn.websocket.compress import (
 )
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 MiB = 1024 * 1024
 
@@ -52,16 +54,39 @@ class EchoSettings:
     ping_timeout: float = 20.0
     verbose: bool = False
     allowed_origins: Sequence[str] = ()
+    slow_client_timeout: float = 60.0
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 0
+    trusted_proxies: Any = None  # a wsecho.web.ProxyTrust, or None
 
 
+# Close codes of our own making.
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+
+
+@implementer(IPushProducer)
 class EchoServerProtocol(WebSocketServerProtocol):
     """
     Send every message back as it came: text as text, binary as binary.
+
+    It is also the producer for its own transport: an echo writes as much
+    as it reads, so a client that sends without reading would fill the
+    server's memory with its echoes. When the transport's write buffer
+    passes its high-water mark (Twisted's C{bufferSize}, 64 KiB) the
+    transport pauses us and we stop reading from the socket; once the buffer
+    has drained it resumes us and we read again. The kernel's buffers then
+    push back on the client. A client still paused after the slow-client
+    timeout is closed with 1008.
     """
 
     # Autobahn owns C{.log} on its protocols.
     _log = Logger()
     _opened = False
+    _slow_timer: IDelayedCall | None = None
+    # The client's address as logged and counted for the per-address
+    # limit: the peer's, or the one a trusted proxy forwarded.
+    client_address = "-"
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # The first of the client's offers we speak, in the client's order of
@@ -74,7 +99,49 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.factory.connections.add(self)
+        # twisted.web's HTTPChannel registered itself as the transport's
+        # producer and stays registered after Autobahn takes the transport
+        # over, but it pauses nothing while a request is in progress (the
+        # upgrade request never ends). We take its place.
+        transport: Any = self.transport
+        transport.unregisterProducer()
+        transport.registerProducer(self, True)
+        self.factory.connected(self)
+
+    def pauseProducing(self) -> None:
+        # TCP transports stop reading; TLS passes it on to the TCP one.
+        cast(Any, self.transport).pauseProducing()
+        timeout = self.factory.slow_client_timeout
+        if timeout and self._slow_timer is None:
+            self._slow_timer = self.factory.reactor.callLater(timeout, self._too_slow)
+
+    def resumeProducing(self) -> None:
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+        cast(Any, self.transport).resumeProducing()
+
+    def stopProducing(self) -> None:
+        if self._slow_timer is not None:
+            self._slow_timer.cancel()
+            self._slow_timer = None
+
+    def _too_slow(self) -> None:
+        self._slow_timer = None
+        self._log.info(
+            "closing {client}: it did not read its echoes for {timeout} s",
+            client=self.client_address,
+            timeout=self.factory.slow_client_timeout,
+        )
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(
+                code=POLICY_VIOLATION, reasonUtf8=b"client too slow", isReply=False
+            )
+            # Read again, to see the client's close frame should it catch
+            # up; messages after our close frame are not echoed.
+            cast(Any, self.transport).resumeProducing()
+        else:
+            self.dropConnection(abort=True)
 
     def going_away(self) -> None:
         """
@@ -92,9 +159,10 @@ class EchoServerProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self._opened = True
         self._log.info(
-            "open {peer} origin={origin} subprotocol={subprotocol} "
-            "extensions={extensions}",
+            "open {peer} client={client} origin={origin} "
+            "subprotocol={subprotocol} extensions={extensions}",
             peer=self.peer,
+            client=self.client_address,
             origin=self.http_headers.get("origin", "-"),
             subprotocol=self.websocket_protocol_in_use or "-",
             extensions=",".join(
@@ -107,7 +175,9 @@ class EchoServerProtocol(WebSocketServerProtocol):
         if len(payload) > self.factory.max_message_size:
             # See make_factory: Autobahn may hand over a compressed message
             # cut to its budget, one byte over our limit.
-            self.sendCloseFrame(code=1009, reasonUtf8=b"message too big", isReply=False)
+            self.sendCloseFrame(
+                code=MESSAGE_TOO_BIG, reasonUtf8=b"message too big", isReply=False
+            )
             return
         try:
             self.sendMessage(payload, isBinary)
@@ -136,6 +206,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
+        self.stopProducing()
         self.factory.forget(self)
         # Autobahn leaves the closing-handshake timer running when the peer
         # drops the connection first; it would hold this protocol for
@@ -170,7 +241,8 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
 class EchoServerFactory(WebSocketServerFactory):
     """
     Autobahn's factory, with what the echo needs to know of its settings,
-    and the open connections, for a graceful shutdown.
+    and the open connections, counted per client address for the limits
+    and kept for a graceful shutdown.
     """
 
     _log = Logger()
@@ -178,15 +250,51 @@ class EchoServerFactory(WebSocketServerFactory):
     protocol = EchoServerProtocol
     subprotocols: tuple[str, ...] = ()
     max_message_size: int = 16 * MiB
+    slow_client_timeout: float = 0.0
+    max_connections = 0
+    max_connections_per_ip = 0
     draining = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connections: set[EchoServerProtocol] = set()
+        self.per_address: Counter[str] = Counter()
         self._drained: list[Deferred[None]] = []
+        # Set by wsecho.web.EchoResource for the protocol it is about to
+        # build: the address it decided the client has.
+        self.next_client_address: str | None = None
+
+    def buildProtocol(self, addr: Any) -> EchoServerProtocol:
+        protocol = cast(EchoServerProtocol, super().buildProtocol(addr))
+        if self.next_client_address is not None:
+            protocol.client_address = self.next_client_address
+        else:
+            protocol.client_address = getattr(addr, "host", None) or str(addr)
+        return protocol
+
+    def would_exceed(self, address: str) -> str | None:
+        """
+        Why a new connection from C{address} would pass a connection limit,
+        or L{None} if it may go ahead.
+        """
+        if self.max_connections and len(self.connections) >= self.max_connections:
+            return "too many connections"
+        per_ip = self.max_connections_per_ip
+        if per_ip and self.per_address[address] >= per_ip:
+            return "too many connections from this address"
+        return None
+
+    def connected(self, protocol: EchoServerProtocol) -> None:
+        self.connections.add(protocol)
+        self.per_address[protocol.client_address] += 1
 
     def forget(self, protocol: EchoServerProtocol) -> None:
-        self.connections.discard(protocol)
+        if protocol not in self.connections:
+            return
+        self.connections.remove(protocol)
+        self.per_address[protocol.client_address] -= 1
+        if not self.per_address[protocol.client_address]:
+            del self.per_address[protocol.client_address]
         if self.draining and not self.connections:
             waiting, self._drained = self._drained, []
             for d in waiting:
@@ -265,6 +373,9 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
     # byte more than our limit, and the echo refuses anything over the limit
     # itself: a cut message is then always one byte over, never echoed.
     factory.max_message_size = settings.max_message_size
+    factory.slow_client_timeout = settings.slow_client_timeout
+    factory.max_connections = settings.max_connections
+    factory.max_connections_per_ip = settings.max_connections_per_ip
     budget = settings.max_message_size + 1
     factory.setProtocolOptions(
         # GET /socket is answered by the resource, not by a status page

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .echo import EchoSettings, MiB
-from .web import Site, make_site
+from .web import ProxyTrust, Site, make_site
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
@@ -58,12 +58,28 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _count(option: str) -> Callable[[str], Any]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < 0:
+            raise ValueError(value)
+        return number
+
+    return _coercer(option, parse, "a whole number, 0 for no limit.")
+
+
 def _size(option: str) -> Callable[[str], Any]:
     return _coercer(option, _positive_int, "a whole number of bytes, at least 1.")
 
 
 def _time(option: str) -> Callable[[str], Any]:
     return _coercer(option, _seconds, "seconds, 0 (off) or at least 1.")
+
+
+def _forwarded_header(value: str) -> str:
+    if value.lower() not in ("x-forwarded-for", "forwarded"):
+        raise ValueError(value)
+    return value.lower()
 
 
 def _tcp_endpoint(port: int, interface: str) -> str:
@@ -143,6 +159,38 @@ class Options(usage.Options):
             _time("ping-timeout"),
         ],
         [
+            "slow-client-timeout",
+            None,
+            60.0,
+            "Seconds a client may leave its echoes unread (the server has stopped reading from it) before it is closed with 1008.",
+            _time("slow-client-timeout"),
+        ],
+        [
+            "max-connections",
+            None,
+            10_000,
+            "Most WebSocket connections open at once; more are answered 503.",
+            _count("max-connections"),
+        ],
+        [
+            "max-connections-per-ip",
+            None,
+            0,
+            "Most WebSocket connections open at once from one client address (see --trust-proxy); more are answered 503. 0: no limit.",
+            _count("max-connections-per-ip"),
+        ],
+        [
+            "forwarded-header",
+            None,
+            "x-forwarded-for",
+            "The header trusted proxies put the client's address in: x-forwarded-for or forwarded (RFC 7239).",
+            _coercer(
+                "forwarded-header",
+                _forwarded_header,
+                "x-forwarded-for or forwarded.",
+            ),
+        ],
+        [
             "shutdown-timeout",
             None,
             10.0,
@@ -156,6 +204,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["allowed-origin"] = []
         self["subprotocol"] = []
+        self["trust-proxy"] = []
 
     def opt_listen(self, description: str) -> None:
         "A Twisted server endpoint to listen on (tcp:8181:interface=::1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/wsecho.sock, systemd:domain=INET:index=0). Repeatable; replaces --port and --interface."
@@ -185,6 +234,17 @@ class Options(usage.Options):
             )
         self["subprotocol"].append(name)
 
+    def opt_trust_proxy(self, value: str) -> None:
+        "Believe the client address that proxies forward (see --forwarded-header), for logs and --max-connections-per-ip: a number of proxies in front of wsecho (1), or the networks they connect from (10.0.0.0/8,::1; repeatable)."
+        try:
+            ProxyTrust.parse([value], "x-forwarded-for")
+        except ValueError as e:
+            raise usage.UsageError(
+                f"--trust-proxy {e.args[0]!r} is neither a number of proxies "
+                "(1 or more) nor a network (10.0.0.0/8, 2001:db8::/32, ::1)"
+            ) from None
+        self["trust-proxy"].append(value)
+
     def postOptions(self) -> None:
         if self["ping-interval"] and not self["ping-timeout"]:
             raise usage.UsageError(
@@ -192,6 +252,11 @@ class Options(usage.Options):
             )
         if not self["listen"]:
             self["listen"] = [_tcp_endpoint(self["port"], self["interface"])]
+        hops = [v for v in self["trust-proxy"] if v.strip().isdigit()]
+        if hops and len(self["trust-proxy"]) > 1:
+            raise usage.UsageError(
+                "--trust-proxy takes either one number of proxies or networks, not both"
+            )
 
     def settings(self) -> EchoSettings:
         return EchoSettings(
@@ -205,6 +270,12 @@ class Options(usage.Options):
             ping_timeout=self["ping-timeout"],
             verbose=bool(self["verbose"]),
             allowed_origins=tuple(self["allowed-origin"]),
+            slow_client_timeout=self["slow-client-timeout"],
+            max_connections=self["max-connections"],
+            max_connections_per_ip=self["max-connections-per-ip"],
+            trusted_proxies=ProxyTrust.parse(
+                self["trust-proxy"], self["forwarded-header"]
+            ),
         )
 
 

@@ -5,19 +5,21 @@ that answer a request with an HTTP status before it becomes a WebSocket.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.util import peer2str
-from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.util import wildcards2patterns
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
-from twisted.web import server, static
+from twisted.python.failure import Failure
+from twisted.web import http, server, static
 from twisted.web.resource import Resource
 
 from .echo import EchoServerFactory, EchoSettings, make_factory
@@ -91,6 +93,115 @@ class OriginPolicy:
         return any(p.match(c) for p in self._patterns for c in candidates)
 
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(entry: str) -> str:
+    """
+    The address in one forwarded entry (C{192.0.2.1}, C{192.0.2.1:4711},
+    C{[2001:db8::1]:4711}, C{"[2001:db8::1]"}), normalised; anything else
+    (C{unknown}, C{_hidden}) as it is.
+    """
+    entry = entry.strip().strip('"')
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return entry
+
+
+def _forwarded_for(values: Sequence[str], header: str) -> list[str]:
+    """
+    The addresses a chain of proxies forwarded, client first.
+    """
+    chain = []
+    for value in values:
+        for element in value.split(","):
+            if header == "forwarded":
+                for pair in element.split(";"):
+                    name, _, forwarded = pair.partition("=")
+                    if name.strip().lower() == "for":
+                        chain.append(_address(forwarded))
+            elif element.strip():
+                chain.append(_address(element))
+    return chain
+
+
+class ProxyTrust:
+    """
+    Which proxies to believe about the client's address (C{--trust-proxy}):
+    a number of proxies in front of wsecho, or the networks they are in.
+
+    With a hop count I{n}, the client is the I{n}th address from the right
+    of the forwarded chain followed by the peer: each proxy appends the
+    address it got the connection from. With networks, the peer must be in
+    one of them; the client is then the rightmost address of the chain that
+    is not. Anything further left was written by the client and proves
+    nothing.
+    """
+
+    def __init__(
+        self,
+        hops: int = 0,
+        networks: Sequence[_Network] = (),
+        header: str = "x-forwarded-for",
+    ) -> None:
+        self.hops = hops
+        self.networks = tuple(networks)
+        self.header = header
+
+    @classmethod
+    def parse(cls, values: Sequence[str], header: str) -> ProxyTrust | None:
+        """
+        From C{--trust-proxy} values: one hop count, or networks (CIDR or
+        single addresses, comma-separated or repeated). L{ValueError} names
+        a value that is neither.
+        """
+        if not values:
+            return None
+        items = [i.strip() for v in values for i in v.split(",") if i.strip()]
+        if len(items) == 1 and items[0].isdigit():
+            hops = int(items[0])
+            if hops < 1:
+                raise ValueError(items[0])
+            return cls(hops=hops, header=header)
+        networks = []
+        for item in items:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(item) from None
+        return cls(networks=networks, header=header)
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def client_address(self, peer: str, request: server.Request) -> str:
+        values = [
+            v.decode("latin-1")
+            for v in request.requestHeaders.getRawHeaders(self.header.encode(), [])
+        ]
+        chain = _forwarded_for(values, self.header)
+        if self.hops:
+            if len(chain) < self.hops:
+                # Fewer proxies than we were told of: believe none.
+                return peer
+            return chain[-self.hops]
+        if not self._trusted(peer):
+            return peer
+        for address in reversed(chain):
+            if not self._trusted(address):
+                return address
+        return chain[0] if chain else peer
+
+
 def _text(request: server.Request, code: int, phrase: bytes, body: str) -> bytes:
     request.setResponseCode(code, phrase)
     request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
@@ -110,9 +221,38 @@ class EchoResource(WebSocketResource):
 
     _log = Logger()
 
-    def __init__(self, factory: WebSocketServerFactory, origins: OriginPolicy) -> None:
+    def __init__(
+        self,
+        factory: EchoServerFactory,
+        origins: OriginPolicy,
+        proxies: ProxyTrust | None = None,
+    ) -> None:
         super().__init__(factory)
+        self._echo = factory
         self._origins = origins
+        self._proxies = proxies
+
+    def _client_address(self, request: server.Request) -> str:
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", None) or str(peer)
+        if self._proxies is None:
+            return host
+        return self._proxies.client_address(host, request)
+
+    def _refuse(
+        self,
+        request: server.Request,
+        code: int,
+        phrase: bytes,
+        body: str,
+        client: str,
+        reason: str,
+    ) -> bytes:
+        self._log.info("refused {client}: {reason}", client=client, reason=reason)
+        # The client came to switch protocols, not to keep talking HTTP.
+        request.setHeader(b"Connection", b"close")
+        request.channel.persistent = False
+        return _text(request, code, phrase, body)
 
     def render(self, request: server.Request) -> bytes | int:
         if request.postpath:
@@ -128,18 +268,38 @@ class EchoResource(WebSocketResource):
                 "This is a WebSocket endpoint: connect with a WebSocket client "
                 "(Upgrade: websocket).\n",
             )
+        client = self._client_address(request)
         origin = _header(request, b"origin")
         if not self._origins.allows(origin, _header(request, b"host")):
-            self._log.info(
-                "refused {peer}: origin {origin!r} not allowed",
-                peer=peer2str(cast(ITransport, request.channel.transport)),
-                origin=origin,
+            return self._refuse(
+                request,
+                403,
+                b"Forbidden",
+                "Origin not allowed.\n",
+                client,
+                f"origin {origin!r} not allowed",
             )
-            # The client came to switch protocols, not to keep talking HTTP.
-            request.setHeader(b"Connection", b"close")
-            request.channel.persistent = False
-            return _text(request, 403, b"Forbidden", "Origin not allowed.\n")
-        return super().render(request)  # type: ignore[no-any-return]
+        if self._echo.draining:
+            return self._unavailable(request, client, "shutting down")
+        limit = self._echo.would_exceed(client)
+        if limit is not None:
+            return self._unavailable(request, client, limit)
+        self._echo.next_client_address = client
+        try:
+            return super().render(request)  # type: ignore[no-any-return]
+        finally:
+            self._echo.next_client_address = None
+
+    def _unavailable(self, request: server.Request, client: str, reason: str) -> bytes:
+        request.setHeader(b"Retry-After", b"5")
+        return self._refuse(
+            request,
+            503,
+            b"Service Unavailable",
+            f"Not now: {reason}.\n",
+            client,
+            reason,
+        )
 
 
 class Health(Resource):
@@ -170,18 +330,83 @@ class _Request(server.Request):
         super().render(resrc)
 
 
+class _Channel(http.HTTPChannel):
+    """
+    An HTTP connection with a deadline for each request: the request line,
+    headers and body must all be in before it, however slowly they trickle
+    in. The idle timeout restarts with every byte, so it alone lets a
+    slowloris hold a connection for ever, one byte at a time.
+    """
+
+    _log = Logger()
+    site: Site
+    _deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.site.request_deadline and self._deadline is None:
+            self._deadline = self.callLater(self.site.request_deadline, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport is None:  # taken over by a WebSocket
+            return
+        self._log.info(
+            "request from {peer} not complete after {timeout} s: closed",
+            peer=peer2str(self.transport),
+            timeout=self.site.request_deadline,
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        )
+        self.loseConnection()
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+    def requestDone(self, request: http.Request) -> None:
+        # Armed first: requestDone goes on to parse a pipelined request.
+        if self.persistent:
+            self._arm()
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        super().connectionLost(reason)
+
+
 class Site(server.Site):
     """
     The HTTP service, with the echo's factory at hand for shutting down.
+
+    Its channels are plain HTTP/1.1: wsecho offers no HTTP/2 (WebSocket
+    over HTTP/2 is another protocol, RFC 8441).
     """
 
     requestFactory = _Request
+    protocol = _Channel  # type: ignore[assignment]
 
     def __init__(
-        self, resource: Resource, echo_factory: EchoServerFactory, **kwargs: Any
+        self,
+        resource: Resource,
+        echo_factory: EchoServerFactory,
+        request_deadline: float | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.echo_factory = echo_factory
+        self.request_deadline = request_deadline
 
 
 def index_page() -> bytes:
@@ -197,12 +422,15 @@ def make_site(settings: EchoSettings) -> Site:
     root = Resource()
     root.putChild(b"", static.Data(index_page(), "text/html; charset=utf-8"))
     root.putChild(
-        b"socket", EchoResource(factory, OriginPolicy(settings.allowed_origins))
+        b"socket",
+        EchoResource(
+            factory, OriginPolicy(settings.allowed_origins), settings.trusted_proxies
+        ),
     )
     root.putChild(b"healthz", Health(factory, readiness=False))
     root.putChild(b"readyz", Health(factory, readiness=True))
     # twisted.web reads the upgrade request before Autobahn sees it, so the
-    # opening-handshake timeout is also the HTTP idle timeout: a connection
-    # that never finishes its request is closed after it. (It restarts with
-    # every byte received; a slow sender needs more than this.)
-    return Site(root, factory, timeout=settings.open_handshake_timeout or None)
+    # opening-handshake timeout is also the deadline for a whole request,
+    # which makes twisted.web's idle timeout (12 hours by default) useless.
+    deadline = settings.open_handshake_timeout or None
+    return Site(root, factory, request_deadline=deadline, timeout=None)
