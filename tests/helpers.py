@@ -184,3 +184,127 @@ def start_daemon(cwd: Path, port: int, *args: str) -> Daemon:
     daemon = Daemon(cwd, *args)
     daemon.wait_for(f"starting on {port}")
     return daemon
+
+
+def rss(pid: int, field: str = "VmRSS") -> int:
+    """
+    A process's resident memory (or its peak, with C{VmHWM}), in bytes.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def open_files(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes | None = b"\x00\x00\x00\x00",
+    length: int | None = None,
+) -> bytes:
+    """
+    A client frame. The default mask key is zero, which leaves the payload
+    as it is: fast to build, and as valid as any other key.
+    """
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    size = len(payload) if length is None else length
+    bit = 0x80 if mask is not None else 0
+    if size < 126:
+        head += bytes([bit | size])
+    elif size < 1 << 16:
+        head += bytes([bit | 126]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + size.to_bytes(8, "big")
+    if mask is None:
+        return head + payload
+    if mask != b"\x00\x00\x00\x00":
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + payload
+
+
+class RawClient:
+    """
+    A WebSocket client on a plain socket, to send what no library would.
+    """
+
+    def __init__(self, port: int, *extra_headers: str, timeout: float = DEADLINE):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.reader = self.sock.makefile("rb")
+        request = [
+            "GET /socket HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version: 13",
+            *extra_headers,
+        ]
+        self.sock.sendall(("\r\n".join(request) + "\r\n\r\n").encode())
+        self.response = b""
+        while not self.response.endswith(b"\r\n\r\n"):
+            line = self.reader.readline()
+            if not line:
+                break
+            self.response += line
+        self.status = int(self.response.split(b" ", 2)[1]) if self.response else 0
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_frame(self) -> tuple[int, bytes] | None:
+        """
+        The next server frame's opcode and payload; L{None} at the end.
+        """
+        try:
+            head = self.reader.read(2)
+        except ConnectionResetError:
+            return None  # the server aborted the connection
+        if len(head) < 2:
+            return None
+        size = head[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(self.reader.read(2), "big")
+        elif size == 127:
+            size = int.from_bytes(self.reader.read(8), "big")
+        payload = self.reader.read(size)
+        if len(payload) < size:
+            return None
+        return head[0] & 0x0F, payload
+
+    def close_code(self) -> int | None:
+        """
+        Read up to the server's close frame; return its code.
+        """
+        while (received := self.read_frame()) is not None:
+            opcode, payload = received
+            if opcode == 8:
+                return int.from_bytes(payload[:2], "big") if payload else 1005
+        return None
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def assert_echoes(port: int, message: str | bytes = "still here") -> None:
+    """
+    A websockets client gets its message echoed.
+    """
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE) as ws:
+        ws.send(message)
+        assert ws.recv(timeout=DEADLINE) == message

@@ -134,6 +134,64 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError(["--subprotocol", "a b"], "--subprotocol")
         self.assertUsageError(["--allowed-origin", " "], "--allowed-origin")
 
+    def test_limits_and_proxies(self) -> None:
+        """
+        Connection limits are counts (0: none); --trust-proxy takes one hop
+        count or networks, repeated or comma-separated.
+        """
+        defaults = parse().settings()
+        self.assertEqual(defaults.max_connections, 10_000)
+        self.assertEqual(defaults.max_connections_per_ip, 0)
+        self.assertEqual(defaults.slow_client_timeout, 60.0)
+        self.assertIsNone(defaults.trusted_proxies)
+        settings = parse(
+            "--max-connections",
+            "0",
+            "--max-connections-per-ip",
+            "5",
+            "--slow-client-timeout",
+            "3",
+            "--trust-proxy",
+            "2",
+            "--forwarded-header",
+            "Forwarded",
+        ).settings()
+        self.assertEqual(
+            (settings.max_connections, settings.max_connections_per_ip), (0, 5)
+        )
+        self.assertEqual(settings.slow_client_timeout, 3.0)
+        self.assertEqual(settings.trusted_proxies.hops, 2)
+        self.assertEqual(settings.trusted_proxies.header, "forwarded")
+        networks = (
+            parse("--trust-proxy", "10.0.0.0/8,::1", "--trust-proxy", "192.0.2.7")
+            .settings()
+            .trusted_proxies
+        )
+        self.assertEqual(
+            [str(n) for n in networks.networks],
+            ["10.0.0.0/8", "::1/128", "192.0.2.7/32"],
+        )
+
+    def test_bad_limits_and_proxies(self) -> None:
+        """
+        Bad limits and proxy settings are usage errors naming the option.
+        """
+        self.assertUsageError(["--max-connections", "-1"], "--max-connections")
+        self.assertUsageError(
+            ["--max-connections-per-ip", "many"], "--max-connections-per-ip"
+        )
+        self.assertUsageError(["--slow-client-timeout", "0.1"], "--slow-client-timeout")
+        self.assertUsageError(["--trust-proxy", "0"], "--trust-proxy", "'0'")
+        self.assertUsageError(
+            ["--trust-proxy", "10.0.0.0/8,proxy.example"],
+            "--trust-proxy",
+            "proxy.example",
+        )
+        self.assertUsageError(
+            ["--trust-proxy", "1", "--trust-proxy", "10.0.0.0/8"], "--trust-proxy"
+        )
+        self.assertUsageError(["--forwarded-header", "x-real-ip"], "--forwarded-header")
+
     def test_bad_listen(self) -> None:
         """
         An unusable endpoint string is a usage error naming --listen.

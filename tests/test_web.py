@@ -1,13 +1,15 @@
 """
 The HTTP side, in memory: the index page, the answers /socket gives before
-a WebSocket upgrade, and the origin policy.
+a WebSocket upgrade, the origin policy and the trust in proxies.
 """
 
+import pytest
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.http_headers import Headers
 
 from wsecho.echo import EchoSettings
-from wsecho.web import OriginPolicy, make_site
+from wsecho.web import OriginPolicy, ProxyTrust, make_site
 
 UPGRADE = {
     b"Upgrade": [b"websocket"],
@@ -145,3 +147,79 @@ class OriginPolicyTests(SynchronousTestCase):
         self.assertTrue(OriginPolicy(["*"]).allows("null", "ws.test"))
         self.assertTrue(OriginPolicy(["null"]).allows("null", "ws.test"))
         self.assertFalse(OriginPolicy(["null"]).allows("https://evil.com", "ws.test"))
+
+
+class _Headers:
+    """
+    Just enough of a request for L{ProxyTrust.client_address}.
+    """
+
+    def __init__(self, name: str, values: list[str]) -> None:
+        self.requestHeaders = Headers({name: values} if values else {})
+
+
+@pytest.mark.parametrize(
+    "trust, header, values, peer, client",
+    [
+        # One proxy: the address it appended, whatever the client wrote.
+        ("1", "x-forwarded-for", ["6.6.6.6, 198.51.100.1"], "10.0.0.2", "198.51.100.1"),
+        (
+            "1",
+            "x-forwarded-for",
+            ["6.6.6.6", "198.51.100.1"],
+            "10.0.0.2",
+            "198.51.100.1",
+        ),
+        (
+            "2",
+            "x-forwarded-for",
+            ["6.6.6.6, 198.51.100.1, 10.0.0.3"],
+            "10.0.0.2",
+            "198.51.100.1",
+        ),
+        # Fewer addresses than proxies: believe none.
+        ("2", "x-forwarded-for", ["198.51.100.1"], "10.0.0.2", "10.0.0.2"),
+        ("1", "x-forwarded-for", [], "10.0.0.2", "10.0.0.2"),
+        # Networks: the rightmost address not in them.
+        (
+            "10.0.0.0/8",
+            "x-forwarded-for",
+            ["6.6.6.6, 198.51.100.1, 10.1.1.1"],
+            "10.0.0.2",
+            "198.51.100.1",
+        ),
+        ("10.0.0.0/8", "x-forwarded-for", ["10.1.1.1"], "10.0.0.2", "10.1.1.1"),
+        # A peer outside them: the header proves nothing.
+        (
+            "10.0.0.0/8",
+            "x-forwarded-for",
+            ["198.51.100.1"],
+            "203.0.113.9",
+            "203.0.113.9",
+        ),
+        # Ports, brackets, IPv6 normalised; RFC 7239 for= elements.
+        ("1", "x-forwarded-for", ["198.51.100.1:4711"], "::1", "198.51.100.1"),
+        ("1", "x-forwarded-for", ["[2001:DB8::1]:4711"], "::1", "2001:db8::1"),
+        (
+            "1",
+            "forwarded",
+            ['for=6.6.6.6, for="[2001:db8::1]:80";proto=https'],
+            "::1",
+            "2001:db8::1",
+        ),
+        ("::1", "forwarded", ["For=198.51.100.1;by=10.0.0.1"], "::1", "198.51.100.1"),
+        # X-Forwarded-For is not read when Forwarded is the header, and the other way round.
+        ("1", "forwarded", [], "::1", "::1"),
+        # Not an address: passed on as it is (obfuscated identifiers).
+        ("1", "forwarded", ["for=_hidden"], "::1", "_hidden"),
+    ],
+)
+def test_proxy_trust(trust, header, values, peer, client) -> None:
+    """
+    --trust-proxy picks the client's address from the forwarded chain.
+    """
+    proxies = ProxyTrust.parse([trust], header)
+    other = "forwarded" if header == "x-forwarded-for" else "x-forwarded-for"
+    request = _Headers(header, values)
+    request.requestHeaders.setRawHeaders(other, ["203.0.113.66"])
+    assert proxies.client_address(peer, request) == client

@@ -34,6 +34,10 @@ MiB = 1024 * 1024
 DEFLATE_WINDOW_BITS = 13
 DEFLATE_MEM_LEVEL = 6
 
+# How many chunks of a message are kept apart before they are folded into
+# one buffer (see EchoServerProtocol.onMessageFrame).
+FOLD_CHUNKS = 64
+
 # How much of a message --verbose shows.
 VERBOSE_PREVIEW = 120
 
@@ -170,6 +174,24 @@ class EchoServerProtocol(WebSocketServerProtocol):
             )
             or "-",
         )
+
+    def onMessageFrame(self, payload: Any) -> None:  # a frame's chunks
+        # Autobahn keeps a message as a list of its frames' chunks, some
+        # 40 bytes each on top of their payload even when empty: a message
+        # sent as millions of tiny fragments would take many times its size
+        # (the size limit counts payload only). Past a few chunks, fold them
+        # into one buffer, so that memory follows the payload.
+        if self.failedByMe:
+            return
+        chunks: list[Any] = self.message_data
+        chunks.extend(payload)
+        if len(chunks) > FOLD_CHUNKS:
+            head = chunks[0]
+            if not isinstance(head, bytearray):
+                head = bytearray(head)
+            for chunk in chunks[1:]:
+                head += chunk
+            chunks[:] = [head]
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if len(payload) > self.factory.max_message_size:

@@ -4,11 +4,13 @@ The twistd plugin's options and service: C{twistd -n wsecho --port 8181}.
 
 from __future__ import annotations
 
+import resource
 import signal
 from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import defer, endpoints
 from twisted.internet.defer import Deferred
@@ -18,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .echo import EchoSettings, MiB
+from .tls import ReloadableTLS, is_tls
 from .web import ProxyTrust, Site, make_site
 
 DEFAULT_PORT = 8181
@@ -302,8 +305,21 @@ class EchoService(MultiService):
         self._shutdown_timeout = shutdown_timeout
         self._reactor = reactor
         self._stopping = False
+        self.tls: list[ReloadableTLS] = []
+
+    def listen(self, description: str) -> None:
+        """
+        Add a listener for a server endpoint description; C{ssl:} ones
+        reload their key and certificate on SIGHUP.
+        """
+        service = strports.service(description, self._site, reactor=self._reactor)
+        if is_tls(description):
+            assert isinstance(service, StreamServerEndpointService)
+            self.tls.append(ReloadableTLS(description, self._reactor, service.endpoint))
+        service.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
+        _raise_file_limit()
         _exit_if_cannot_listen(super().privilegedStartService)
 
     def startService(self) -> None:
@@ -313,6 +329,15 @@ class EchoService(MultiService):
     def _take_signals(self) -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._on_signal)
+        if self.tls:
+            signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, number: int, frame: Any) -> None:
+        self._reactor.callFromThread(self.reload_tls)
+
+    def reload_tls(self) -> None:
+        for tls in self.tls:
+            tls.reload()
 
     def _on_signal(self, number: int, frame: Any) -> None:
         if self._stopping:
@@ -330,6 +355,22 @@ class EchoService(MultiService):
             return factory.drain(self._shutdown_timeout, self._reactor)
 
         return stopped.addCallback(drain)
+
+
+def _raise_file_limit() -> None:
+    """
+    Every connection is a file descriptor, and the usual soft limit (1024)
+    is far below what one process can serve: take the hard limit, as Go's
+    runtime does for the seed server.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (
+        hard == resource.RLIM_INFINITY or soft < hard
+    ):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # e.g. an infinite hard limit that the kernel caps
 
 
 def _exit_if_cannot_listen(start: Callable[[], None]) -> None:
@@ -351,5 +392,5 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     site = make_site(options.settings())
     parent = EchoService(site, options["shutdown-timeout"], reactor)
     for description in options["listen"]:
-        strports.service(description, site, reactor=reactor).setServiceParent(parent)
+        parent.listen(description)
     return parent

@@ -110,7 +110,7 @@ def _address(entry: str) -> str:
     try:
         return str(ipaddress.ip_address(entry))
     except ValueError:
-        return entry
+        return entry[:64]
 
 
 def _forwarded_for(values: Sequence[str], header: str) -> list[str]:
@@ -200,6 +200,23 @@ class ProxyTrust:
             if not self._trusted(address):
                 return address
         return chain[0] if chain else peer
+
+
+def _access_log(proxies: ProxyTrust) -> Any:
+    """
+    twisted.web's combined access log, naming the client a trusted proxy
+    forwarded instead of the proxy.
+    """
+
+    def format(timestamp: str, request: server.Request) -> str:
+        line: str = http.combinedLogFormatter(timestamp, request)
+        peer = request.getClientAddress()
+        client = proxies.client_address(getattr(peer, "host", "-"), request)
+        escaped = client.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+        # The line begins with the peer's address, quoted.
+        return f'"{escaped}"' + line[line.index('"', 1) + 1 :]
+
+    return format
 
 
 def _text(request: server.Request, code: int, phrase: bytes, body: str) -> bytes:
@@ -365,9 +382,19 @@ class _Channel(http.HTTPChannel):
             peer=peer2str(self.transport),
             timeout=self.site.request_deadline,
         )
+        self._answer_and_close(b"408 Request Timeout")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # A request line or header over 16 KiB: LineReceiver would close
+        # the connection without a word.
+        self._answer_and_close(b"431 Request Header Fields Too Large")
+
+    def _answer_and_close(self, status: bytes) -> None:
+        self._disarm()
+        assert self.transport is not None
         self.transport.write(
-            b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
-            b"Content-Length: 0\r\n\r\n"
+            b"HTTP/1.1 " + status + b"\r\nServer: " + SERVER_NAME + b"\r\n"
+            b"Connection: close\r\nContent-Length: 0\r\n\r\n"
         )
         self.loseConnection()
 
@@ -433,4 +460,7 @@ def make_site(settings: EchoSettings) -> Site:
     # opening-handshake timeout is also the deadline for a whole request,
     # which makes twisted.web's idle timeout (12 hours by default) useless.
     deadline = settings.open_handshake_timeout or None
-    return Site(root, factory, request_deadline=deadline, timeout=None)
+    options: dict[str, Any] = {}
+    if settings.trusted_proxies is not None:
+        options["logFormatter"] = _access_log(settings.trusted_proxies)
+    return Site(root, factory, request_deadline=deadline, timeout=None, **options)
