@@ -2,12 +2,16 @@
 Shutting down gracefully, and the health checks load balancers poll.
 """
 
+import asyncio
+import resource
 import signal
+from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
+from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -110,3 +114,64 @@ def test_sigterm_closes_clients_and_exits_zero(tmp_path) -> None:
     assert daemon.process.wait(timeout=DEADLINE) == 0, "".join(daemon.log)
     assert result == {"echo": "last words", "code": 1001}
     daemon.wait_for("SIGTERM: shutting down")
+
+
+def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
+    """
+    SIGTERM with 1,000 open connections, each with a message in flight:
+    every client gets close 1001 with a clean closing handshake, preceded
+    by the echo of its message whenever the server had received it, and
+    twistd exits 0.
+    """
+    count = 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * count), hard))
+    port = free_port()
+    daemon = start_daemon(
+        tmp_path, port, "--port", str(port), "--shutdown-timeout", "20"
+    )
+    url = f"ws://127.0.0.1:{port}/socket"
+
+    async def connect_all() -> dict[int, Any]:
+        connections = {}
+
+        async def one(i: int) -> None:
+            ws = await connect_async(url, open_timeout=DEADLINE, ping_interval=None)
+            connections[i] = ws
+            await ws.send(f"first {i}")
+            assert await asyncio.wait_for(ws.recv(), DEADLINE) == f"first {i}"
+
+        # In batches: the listen backlog is 50.
+        for start in range(0, count, 50):
+            batch = range(start, min(start + 50, count))
+            await asyncio.wait_for(asyncio.gather(*map(one, batch)), DEADLINE)
+        return connections
+
+    async def outcome(i: int, ws: Any) -> tuple[int, list[str], int | None]:
+        received = []
+        try:
+            while True:
+                received.append(await asyncio.wait_for(ws.recv(), DEADLINE))
+        except ConnectionClosed:
+            pass
+        await asyncio.wait_for(ws.wait_closed(), DEADLINE)
+        return i, received, ws.close_code
+
+    async def scenario() -> list[tuple[int, list[str], int | None]]:
+        connections = await connect_all()
+        assert len(connections) == count
+        for i, ws in connections.items():
+            await ws.send(f"last {i}")
+        daemon.process.send_signal(signal.SIGTERM)
+        return await asyncio.gather(*(outcome(i, ws) for i, ws in connections.items()))
+
+    echoed = 0
+    for i, received, code in asyncio.run(scenario()):
+        assert code == 1001, (i, received, code)
+        assert received in ([], [f"last {i}"]), (i, received)
+        echoed += bool(received)
+    assert daemon.process.wait(timeout=DEADLINE) == 0
+    line = daemon.wait_for("s for 1000 connections to close")
+    assert "waiting up to 20.0 s" in line
+    print(f"{echoed} of {count} in-flight messages echoed before close 1001")

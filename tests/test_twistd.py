@@ -106,3 +106,62 @@ def test_bad_option(tmp_path) -> None:
     assert not any(
         "Traceback" in line for line in daemon.log + list(daemon.lines.queue)
     )
+
+
+def test_sighup_reloads_the_certificate(tmp_path) -> None:
+    """
+    On SIGHUP a wss listener reads its key and certificate again: new
+    connections get the new certificate, open ones stay open; files that
+    do not load leave the previous certificate in place.
+    """
+    import shutil
+    import signal
+    import ssl
+
+    from helpers import make_certificates
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = make_certificates(tmp_path / "old")
+    new = make_certificates(tmp_path / "new")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    shutil.copy(old["key"], key)
+    shutil.copy(old["cert"], cert)
+    port = free_port()
+    daemon = start_daemon(
+        tmp_path,
+        port,
+        "--listen",
+        f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )
+    url = f"wss://127.0.0.1:{port}/socket"
+
+    def trusting(paths):
+        return ssl.create_default_context(cafile=str(paths["ca"]))
+
+    def echo(ws, message):
+        ws.send(message)
+        assert ws.recv(timeout=DEADLINE) == message
+
+    try:
+        with connect(url, ssl=trusting(old), open_timeout=DEADLINE) as before:
+            echo(before, "before")
+            shutil.copy(new["key"], key)
+            shutil.copy(new["cert"], cert)
+            daemon.process.send_signal(signal.SIGHUP)
+            daemon.wait_for("reloaded")
+            with connect(url, ssl=trusting(new), open_timeout=DEADLINE) as after:
+                echo(after, "after")
+            with pytest.raises(ssl.SSLCertVerificationError):
+                connect(url, ssl=trusting(old), open_timeout=DEADLINE)
+            # The connection made before the reload is still open.
+            echo(before, "still open")
+
+            key.write_text("not a key\n")
+            daemon.process.send_signal(signal.SIGHUP)
+            assert "previous certificate" in daemon.wait_for("not reloaded")
+            with connect(url, ssl=trusting(new), open_timeout=DEADLINE) as later:
+                echo(later, "later")
+            echo(before, "still open")
+    finally:
+        assert daemon.stop() == 0, "".join(daemon.log)
