@@ -174,6 +174,14 @@ class Daemon:
             if text in line:
                 return line
 
+    def whole_log(self) -> str:
+        """
+        The whole log, once the process has ended.
+        """
+        while line := self.lines.get(timeout=DEADLINE):
+            self.log.append(line)
+        return "".join(self.log)
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

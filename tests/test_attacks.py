@@ -46,7 +46,9 @@ def run(tmp_path):
 
     yield start
     for daemon in daemons:
-        assert daemon.stop() == 0, "".join(daemon.log)
+        assert daemon.stop() == 0, daemon.whole_log()
+        log = daemon.whole_log()
+        assert "Traceback" not in log and "Unhandled" not in log, log
 
 
 def wait_until_stalled(progress, total: int, quiet: float = 1.0) -> None:

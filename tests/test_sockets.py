@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
-from helpers import DEADLINE, serve
+from helpers import DEADLINE, frame, serve
 from wsecho.echo import EchoSettings
 
 
@@ -299,6 +299,31 @@ class LimitsOverSocketsTests(TestCase):
             port, _ = serve(self, EchoSettings(allowed_origins=(allowed,)))
             echo, _ = await echo_once(port, origin=origin)
             self.assertEqual(echo, "hi")
+
+
+class PipelinedFramesTests(TestCase):
+    async def test_frames_sent_with_the_upgrade_request(self) -> None:
+        """
+        Frames that arrive in the same read as the upgrade request (a client
+        that did not wait for the 101) are echoed, not lost.
+        """
+        port, _ = serve(self)
+
+        def pipelined():
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+                s.sendall(
+                    upgrade_request() + frame(1, b"early") + frame(2, b"\x00\x01")
+                )
+                reader = s.makefile("rb")
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                first, second = read_frame(reader), read_frame(reader)
+                s.sendall(frame(8, (1000).to_bytes(2, "big")))
+                return first, second, read_frame(reader)
+
+        first, second, closing = await deferToThread(pipelined)
+        self.assertEqual((first, second), ((1, b"early"), (2, b"\x00\x01")))
+        self.assertEqual(closing[0], 8)
 
 
 class TimeoutTests(TestCase):

@@ -285,9 +285,11 @@ class EchoServerFactory(WebSocketServerFactory):
         # Set by wsecho.web.EchoResource for the protocol it is about to
         # build: the address it decided the client has.
         self.next_client_address: str | None = None
+        self.last_built: EchoServerProtocol | None = None
 
     def buildProtocol(self, addr: Any) -> EchoServerProtocol:
         protocol = cast(EchoServerProtocol, super().buildProtocol(addr))
+        self.last_built = protocol
         if self.next_client_address is not None:
             protocol.client_address = self.next_client_address
         else:

@@ -303,9 +303,13 @@ class EchoResource(WebSocketResource):
             return self._unavailable(request, client, limit)
         self._echo.next_client_address = client
         try:
-            return super().render(request)  # type: ignore[no-any-return]
+            result: int = super().render(request)
         finally:
             self._echo.next_client_address = None
+        protocol, self._echo.last_built = self._echo.last_built, None
+        if isinstance(request.channel, _Channel):
+            request.channel.upgraded_to = protocol
+        return result
 
     def _unavailable(self, request: server.Request, client: str, reason: str) -> bytes:
         request.setHeader(b"Retry-After", b"5")
@@ -358,6 +362,8 @@ class _Channel(http.HTTPChannel):
     _log = Logger()
     site: Site
     _deadline: IDelayedCall | None = None
+    # The WebSocket protocol that took this connection over, if one did.
+    upgraded_to: Any = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -401,6 +407,15 @@ class _Channel(http.HTTPChannel):
     def allContentReceived(self) -> None:
         self._disarm()
         super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self.upgraded_to is not None:
+            # Bytes read together with the upgrade request: the client's
+            # first frames, sent without waiting for our 101. twisted.web
+            # would keep them for a next request that never comes.
+            self.upgraded_to.dataReceived(data)
+            return
+        super().rawDataReceived(data)
 
     def requestDone(self, request: http.Request) -> None:
         # Armed first: requestDone goes on to parse a pipelined request.
