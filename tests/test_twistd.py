@@ -165,3 +165,72 @@ def test_sighup_reloads_the_certificate(tmp_path) -> None:
             echo(before, "still open")
     finally:
         assert daemon.stop() == 0, "".join(daemon.log)
+
+
+def test_metrics_after_real_traffic(daemon) -> None:
+    """
+    /metrics counts, in Prometheus' text format, the messages and bytes
+    echoed by type, connections open and closed by code, refusals by
+    reason, compressed and plain bytes, and sizes and latencies.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    base = f"127.0.0.1:{daemon.port}"
+    with connect(f"ws://{base}/socket", compression="deflate") as ws:
+        for message in ("Hello, world!", "a" * 10_000, b"\x00" * 1000):
+            ws.send(message)
+            assert ws.recv(timeout=DEADLINE) == message
+        ws.close(4000)
+    with connect(f"ws://{base}/socket", compression=None) as held:
+        for url, headers in (
+            (f"http://{base}/socket", {}),
+            (
+                f"http://{base}/socket",
+                {
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Origin": "https://elsewhere.example",
+                },
+            ),
+        ):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(
+                    urllib.request.Request(url, headers=headers), timeout=DEADLINE
+                )
+        daemon.wait_for("close tcp4:127.0.0.1:")
+        with urllib.request.urlopen(
+            f"http://{base}/metrics", timeout=DEADLINE
+        ) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=")
+            text = response.read().decode()
+        held.send("held")
+        assert held.recv(timeout=DEADLINE) == "held"
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def value(name, **labels):
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("wsecho_messages_total", type="text") == 2
+    assert value("wsecho_messages_total", type="binary") == 1
+    assert value("wsecho_message_bytes_total", type="text") == 10_013
+    assert value("wsecho_message_bytes_total", type="binary") == 1000
+    assert value("wsecho_message_size_bytes_count", type="text") == 2
+    assert value("wsecho_message_size_bytes_bucket", type="text", le="64.0") == 1
+    assert value("wsecho_echo_latency_seconds_count") == 3
+    assert value("wsecho_connections_open") == 1
+    assert value("wsecho_connections_closed_total", code="4000") == 1
+    assert value("wsecho_handshake_refusals_total", reason="not_websocket") == 1
+    assert value("wsecho_handshake_refusals_total", reason="origin") == 1
+    plain = value("wsecho_deflate_bytes_total", direction="received", form="plain")
+    compressed = value(
+        "wsecho_deflate_bytes_total", direction="received", form="compressed"
+    )
+    assert plain == 11_013 and compressed < plain / 10
+    assert value("process_open_fds") > 0

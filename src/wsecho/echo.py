@@ -5,6 +5,7 @@ with its type, and the factory that holds its protocol options.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from .metrics import Metrics
 
 MiB = 1024 * 1024
 
@@ -62,6 +65,7 @@ class EchoSettings:
     max_connections: int = 10_000
     max_connections_per_ip: int = 0
     trusted_proxies: Any = None  # a wsecho.web.ProxyTrust, or None
+    metrics: bool = True
 
 
 # Close codes of our own making.
@@ -87,7 +91,9 @@ class EchoServerProtocol(WebSocketServerProtocol):
     # Autobahn owns C{.log} on its protocols.
     _log = Logger()
     _opened = False
+    _opened_at = 0.0
     _slow_timer: IDelayedCall | None = None
+    _began = 0.0
     # The client's address as logged and counted for the per-address
     # limit: the peer's, or the one a trusted proxy forwarded.
     client_address = "-"
@@ -162,6 +168,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self._opened = True
+        self._opened_at = time.monotonic()
         self._log.info(
             "open {peer} client={client} origin={origin} "
             "subprotocol={subprotocol} extensions={extensions}",
@@ -193,6 +200,10 @@ class EchoServerProtocol(WebSocketServerProtocol):
                 head += chunk
             chunks[:] = [head]
 
+    def onMessageBegin(self, isBinary: bool) -> None:
+        self._began = time.perf_counter()
+        super().onMessageBegin(isBinary)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if len(payload) > self.factory.max_message_size:
             # See make_factory: Autobahn may hand over a compressed message
@@ -206,24 +217,44 @@ class EchoServerProtocol(WebSocketServerProtocol):
         except Disconnected:
             # The message came in after our close frame went out (shutting
             # down, or a limit hit): RFC 6455 allows no data after it.
-            pass
+            return
+        if not self.factory.count_messages:
+            return
+        # About 3 us a message, some 10 % of a small echo: --no-metrics.
+        metrics = self.factory.metrics
+        kind = "binary" if isBinary else "text"
+        metrics.messages[kind].inc()
+        metrics.payload[kind].inc(len(payload))
+        metrics.sizes[kind].observe(len(payload))
+        metrics.latency.observe(time.perf_counter() - self._began)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if not self._opened:
             self._log.info(
                 "handshake failed {peer}: {reason}",
                 peer=self.peer,
+                client=self.client_address,
                 reason=self.wasNotCleanReason,
             )
             return
         # The seed printed the peer's close code and reason; so do we, with
-        # whether the closing handshake completed.
+        # whether the closing handshake completed, and what went through.
+        stats = self.trafficStats
         self._log.info(
-            "close {peer} code={code} reason={reason!r} clean={clean}",
+            "close {peer} code={code} reason={reason!r} clean={clean} "
+            "duration={duration:.3f} received={received} sent={sent}",
             peer=self.peer,
+            client=self.client_address,
             code=code,
             reason=reason or "",
             clean=wasClean,
+            closed_by="server" if self.closedByMe else "client",
+            local_code=self.localCloseCode,
+            duration=time.monotonic() - self._opened_at,
+            received=stats.incomingOctetsWireLevel,
+            sent=stats.outgoingOctetsWireLevel,
+            messages_received=stats.incomingWebSocketMessages,
+            messages_sent=stats.outgoingWebSocketMessages,
         )
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -275,6 +306,7 @@ class EchoServerFactory(WebSocketServerFactory):
     slow_client_timeout: float = 0.0
     max_connections = 0
     max_connections_per_ip = 0
+    count_messages = True
     draining = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -286,6 +318,7 @@ class EchoServerFactory(WebSocketServerFactory):
         # build: the address it decided the client has.
         self.next_client_address: str | None = None
         self.last_built: EchoServerProtocol | None = None
+        self.metrics = Metrics()
 
     def buildProtocol(self, addr: Any) -> EchoServerProtocol:
         protocol = cast(EchoServerProtocol, super().buildProtocol(addr))
@@ -311,11 +344,23 @@ class EchoServerFactory(WebSocketServerFactory):
     def connected(self, protocol: EchoServerProtocol) -> None:
         self.connections.add(protocol)
         self.per_address[protocol.client_address] += 1
+        self.metrics.connections_open.inc()
 
     def forget(self, protocol: EchoServerProtocol) -> None:
         if protocol not in self.connections:
             return
         self.connections.remove(protocol)
+        if protocol._opened:
+            self.metrics.connection_closed(
+                protocol.localCloseCode
+                if protocol.closedByMe
+                else protocol.remoteCloseCode,
+                protocol.trafficStats,
+                bool(protocol._perMessageCompress),
+            )
+        else:
+            self.metrics.connections_open.dec()
+            self.metrics.refusals.labels("bad_handshake").inc()
         self.per_address[protocol.client_address] -= 1
         if not self.per_address[protocol.client_address]:
             del self.per_address[protocol.client_address]
@@ -398,6 +443,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
     # itself: a cut message is then always one byte over, never echoed.
     factory.max_message_size = settings.max_message_size
     factory.slow_client_timeout = settings.slow_client_timeout
+    factory.count_messages = settings.metrics
     factory.max_connections = settings.max_connections
     factory.max_connections_per_ip = settings.max_connections_per_ip
     budget = settings.max_message_size + 1

@@ -100,6 +100,11 @@ class Options(usage.Options):
 
     optFlags: list[list[str | None]] = [
         ["no-compression", None, "Do not negotiate permessage-deflate."],
+        [
+            "no-metrics",
+            None,
+            "Do not count messages, nor serve Prometheus metrics at /metrics.",
+        ],
         ["verbose", "v", "Log every message received (truncated); slow."],
     ]
 
@@ -274,6 +279,7 @@ class Options(usage.Options):
             verbose=bool(self["verbose"]),
             allowed_origins=tuple(self["allowed-origin"]),
             slow_client_timeout=self["slow-client-timeout"],
+            metrics=not self["no-metrics"],
             max_connections=self["max-connections"],
             max_connections_per_ip=self["max-connections-per-ip"],
             trusted_proxies=ProxyTrust.parse(

@@ -23,6 +23,7 @@ from twisted.web import http, server, static
 from twisted.web.resource import Resource
 
 from .echo import EchoServerFactory, EchoSettings, make_factory
+from .metrics import MetricsResource
 
 # Sent on every HTTP response instead of "TwistedWeb/<version>": version
 # numbers in a banner only help whoever is looking for a vulnerable one.
@@ -277,6 +278,7 @@ class EchoResource(WebSocketResource):
             return _text(request, 404, b"Not Found", "No such resource.\n")
         upgrade = request.getHeader(b"upgrade") or b""
         if b"websocket" not in upgrade.lower():
+            self._echo.metrics.refusals.labels("not_websocket").inc()
             request.setHeader(b"Upgrade", b"websocket")
             return _text(
                 request,
@@ -288,6 +290,7 @@ class EchoResource(WebSocketResource):
         client = self._client_address(request)
         origin = _header(request, b"origin")
         if not self._origins.allows(origin, _header(request, b"host")):
+            self._echo.metrics.refusals.labels("origin").inc()
             return self._refuse(
                 request,
                 403,
@@ -297,9 +300,11 @@ class EchoResource(WebSocketResource):
                 f"origin {origin!r} not allowed",
             )
         if self._echo.draining:
+            self._echo.metrics.refusals.labels("shutting_down").inc()
             return self._unavailable(request, client, "shutting down")
         limit = self._echo.would_exceed(client)
         if limit is not None:
+            self._echo.metrics.refusals.labels(limit.replace(" ", "_")).inc()
             return self._unavailable(request, client, limit)
         self._echo.next_client_address = client
         try:
@@ -388,11 +393,13 @@ class _Channel(http.HTTPChannel):
             peer=peer2str(self.transport),
             timeout=self.site.request_deadline,
         )
+        self.site.echo_factory.metrics.refusals.labels("request_timeout").inc()
         self._answer_and_close(b"408 Request Timeout")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         # A request line or header over 16 KiB: LineReceiver would close
         # the connection without a word.
+        self.site.echo_factory.metrics.refusals.labels("header_too_large").inc()
         self._answer_and_close(b"431 Request Header Fields Too Large")
 
     def _answer_and_close(self, status: bytes) -> None:
@@ -469,6 +476,8 @@ def make_site(settings: EchoSettings) -> Site:
             factory, OriginPolicy(settings.allowed_origins), settings.trusted_proxies
         ),
     )
+    if settings.metrics:
+        root.putChild(b"metrics", MetricsResource(factory.metrics))
     root.putChild(b"healthz", Health(factory, readiness=False))
     root.putChild(b"readyz", Health(factory, readiness=True))
     # twisted.web reads the upgrade request before Autobahn sees it, so the
