@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -135,11 +136,18 @@ class Daemon:
     read line by line.
     """
 
-    def __init__(self, cwd: Path, *args: str) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        *args: str,
+        twistd: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         self.process = subprocess.Popen(
-            [str(BIN / "twistd"), "-n", "--pidfile=", "wsecho", *args],
+            [str(BIN / "twistd"), "-n", "--pidfile=", *twistd, "wsecho", *args],
+            env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -188,8 +196,8 @@ class Daemon:
         return self.process.wait(timeout=DEADLINE)
 
 
-def start_daemon(cwd: Path, port: int, *args: str) -> Daemon:
-    daemon = Daemon(cwd, *args)
+def start_daemon(cwd: Path, port: int, *args: str, **kwargs: Any) -> Daemon:
+    daemon = Daemon(cwd, *args, **kwargs)
     daemon.wait_for(f"starting on {port}")
     return daemon
 

@@ -234,3 +234,39 @@ def test_metrics_after_real_traffic(daemon) -> None:
     )
     assert plain == 11_013 and compressed < plain / 10
     assert value("process_open_fds") > 0
+
+
+def test_json_log(tmp_path) -> None:
+    """
+    twistd --logger wsecho.logs.json writes one JSON object per line, with
+    an event per connection open and close carrying named fields.
+    """
+    import json
+
+    port = free_port()
+    daemon = start_daemon(
+        tmp_path, port, "--port", str(port), twistd=("--logger", "wsecho.logs.json")
+    )
+    with connect(
+        f"ws://127.0.0.1:{port}/socket", origin="http://127.0.0.1:" + str(port)
+    ) as ws:
+        ws.send("Hello, world!")
+        assert ws.recv(timeout=DEADLINE) == "Hello, world!"
+        ws.close(4000, "bye")
+    daemon.wait_for('"message": "close ')
+    assert daemon.stop() == 0
+    records = [json.loads(line) for line in daemon.whole_log().splitlines()]
+    opened = next(r for r in records if r["message"].startswith("open "))
+    closed = next(r for r in records if r["message"].startswith("close "))
+    assert opened["namespace"] == "wsecho.echo.EchoServerProtocol"
+    assert opened["level"] == "info"
+    assert opened["peer"].startswith("tcp4:127.0.0.1:")
+    assert opened["client"] == "127.0.0.1"
+    assert opened["origin"] == f"http://127.0.0.1:{port}"
+    assert (closed["code"], closed["reason"], closed["clean"]) == (4000, "bye", True)
+    assert closed["closed_by"] == "client"
+    assert closed["peer"] == opened["peer"]
+    assert 0 <= closed["duration"] < DEADLINE
+    assert closed["received"] > 13 and closed["sent"] > 13
+    assert closed["messages_received"] == 1
+    assert records[-1]["message"] == "Server Shut Down."
