@@ -192,6 +192,63 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertUsageError(["--forwarded-header", "x-real-ip"], "--forwarded-header")
 
+    def test_environment(self) -> None:
+        """
+        WSECHO_* variables set options; the command line wins, and a
+        repeatable option given there replaces the variable's values.
+        """
+        environ = {
+            "WSECHO_PORT": "9000",
+            "WSECHO_NO_COMPRESSION": "yes",
+            "WSECHO_VERBOSE": "0",
+            "WSECHO_ALLOWED_ORIGIN": "https://a.example  https://b.example",
+            "WSECHO_SUBPROTOCOL": "chat",
+            "WSECHO_MAX_CONNECTIONS_PER_IP": "7",
+            "WSECHO_SOAK_SECONDS": "not an option: ignored",
+        }
+        options = Options(environ=environ)
+        options.parseOptions(["--subprotocol", "superchat"])
+        settings = options.settings()
+        self.assertEqual(options["listen"], ["tcp:9000:interface=127.0.0.1"])
+        self.assertFalse(settings.compression)
+        self.assertFalse(settings.verbose)
+        self.assertEqual(
+            settings.allowed_origins, ("https://a.example", "https://b.example")
+        )
+        self.assertEqual(settings.subprotocols, ("superchat",))
+        self.assertEqual(settings.max_connections_per_ip, 7)
+
+        options = Options(environ=environ)
+        options.parseOptions(["--port", "9001"])
+        self.assertEqual(options["listen"], ["tcp:9001:interface=127.0.0.1"])
+
+        options = Options(environ={"WSECHO_LISTEN": "tcp:1 tcp:2"})
+        options.parseOptions([])
+        self.assertEqual(options["listen"], ["tcp:1", "tcp:2"])
+        options = Options(environ={"WSECHO_LISTEN": "tcp:1 tcp:2"})
+        options.parseOptions(["--listen", "tcp:3"])
+        self.assertEqual(options["listen"], ["tcp:3"])
+
+    def test_bad_environment(self) -> None:
+        """
+        A bad value in a WSECHO_* variable is a usage error naming the
+        variable and the option.
+        """
+        for environ, fragments in (
+            ({"WSECHO_PORT": "http"}, ["WSECHO_PORT", "--port"]),
+            ({"WSECHO_NO_COMPRESSION": "maybe"}, ["WSECHO_NO_COMPRESSION", "1"]),
+            (
+                {"WSECHO_LISTEN": "tcp:1 carrier-pigeon:2"},
+                ["WSECHO_LISTEN", "carrier-pigeon"],
+            ),
+            ({"WSECHO_TRUST_PROXY": "0"}, ["WSECHO_TRUST_PROXY", "--trust-proxy"]),
+        ):
+            options = Options(environ=environ)
+            with self.assertRaises(UsageError) as raised:
+                options.parseOptions([])
+            for fragment in fragments:
+                self.assertIn(fragment, str(raised.exception))
+
     def test_bad_listen(self) -> None:
         """
         An unusable endpoint string is a usage error naming --listen.

@@ -270,3 +270,31 @@ def test_json_log(tmp_path) -> None:
     assert closed["received"] > 13 and closed["sent"] > 13
     assert closed["messages_received"] == 1
     assert records[-1]["message"] == "Server Shut Down."
+
+
+def test_configured_from_the_environment(tmp_path) -> None:
+    """
+    twistd -n wsecho takes its options from WSECHO_* variables, as in a
+    container; a bad one stops it with a usage error that names it.
+    """
+    import os
+
+    port = free_port()
+    environ = {**os.environ, "WSECHO_PORT": str(port), "WSECHO_SUBPROTOCOL": "chat"}
+    daemon = start_daemon(tmp_path, port, env=environ)
+    try:
+        url = f"ws://127.0.0.1:{port}/socket"
+        with connect(url, subprotocols=["superchat", "chat"]) as ws:
+            assert ws.subprotocol == "chat"
+    finally:
+        assert daemon.stop() == 0
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "wsecho"],
+        env={**os.environ, "WSECHO_MAX_MESSAGE_SIZE": "lots"},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=DEADLINE,
+    )
+    assert "WSECHO_MAX_MESSAGE_SIZE" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout

@@ -4,9 +4,11 @@ The twistd plugin's options and service: C{twistd -n wsecho --port 8181}.
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from twisted.application import strports
@@ -85,6 +87,28 @@ def _forwarded_header(value: str) -> str:
     return value.lower()
 
 
+ENV_PREFIX = "WSECHO_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _environment_arguments(
+    variable: str, name: str, value: str, is_flag: bool
+) -> list[str]:
+    if is_flag:
+        if value.strip().lower() in _TRUE:
+            return [f"--{name}"]
+        if value.strip().lower() in _FALSE:
+            return []
+        raise usage.UsageError(
+            f"{variable}={value!r}: set it to 1 (or true, yes, on) or 0 "
+            "(false, no, off)"
+        )
+    if name in Options.repeatable:
+        return [a for v in value.split() for a in (f"--{name}", v)]
+    return [f"--{name}", value]
+
+
 def _tcp_endpoint(port: int, interface: str) -> str:
     return f"tcp:{port}:interface={endpoints.quoteStringArgument(interface)}"
 
@@ -95,7 +119,10 @@ class Options(usage.Options):
         "Serve a WebSocket echo at /socket and an index page with an echo "
         "console at /. Every message is sent back with its type. By default "
         "it listens on 127.0.0.1:8181, accepts browsers from its own origin "
-        "only, negotiates permessage-deflate and pings idle peers."
+        "only, negotiates permessage-deflate and pings idle peers. Every "
+        "option can also come from the environment, as WSECHO_ and its name "
+        "(WSECHO_PORT=8181, WSECHO_NO_COMPRESSION=1, WSECHO_LISTEN='tcp:8181 "
+        "unix:/run/wsecho.sock'); the command line wins."
     )
 
     optFlags: list[list[str | None]] = [
@@ -207,12 +234,55 @@ class Options(usage.Options):
         ],
     ]
 
-    def __init__(self) -> None:
+    # Options that may be given more than once; from the environment, as
+    # whitespace-separated values.
+    repeatable = ("listen", "allowed-origin", "subprotocol", "trust-proxy")
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self["listen"] = []
-        self["allowed-origin"] = []
-        self["subprotocol"] = []
-        self["trust-proxy"] = []
+        self._environ = os.environ if environ is None else environ
+        for name in self.repeatable:
+            self[name] = []
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        if options is None:
+            options = sys.argv[1:]
+        options = list(options)
+        super().parseOptions(self._from_environment(options) + options)
+
+    def _from_environment(self, given: list[str]) -> list[str]:
+        """
+        The arguments that WSECHO_* variables stand for, each checked on its
+        own so that an error names the variable. A repeatable option given
+        on the command line replaces its variable's values.
+        """
+        arguments = []
+        for names, is_flag in (
+            ([f[0] for f in self.optFlags], True),
+            ([p[0] for p in self.optParameters], False),
+            (list(self.repeatable), False),
+        ):
+            for name in names:
+                assert name is not None
+                variable = ENV_PREFIX + name.upper().replace("-", "_")
+                value = self._environ.get(variable)
+                if value is None:
+                    continue
+                if name in self.repeatable and any(
+                    a == f"--{name}" or a.startswith(f"--{name}=") for a in given
+                ):
+                    continue
+                these = _environment_arguments(variable, name, value, is_flag)
+                if name in self.repeatable and not these:
+                    continue
+                probe = Options(environ={})
+                probe.postOptions = lambda: None  # type: ignore[method-assign]
+                try:
+                    probe.parseOptions(these)
+                except (usage.UsageError, ValueError) as e:
+                    raise usage.UsageError(f"{variable}: {e}") from None
+                arguments += these
+        return arguments
 
     def opt_listen(self, description: str) -> None:
         "A Twisted server endpoint to listen on (tcp:8181:interface=::1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/wsecho.sock, systemd:domain=INET:index=0). Repeatable; replaces --port and --interface."
