@@ -142,11 +142,15 @@ class Daemon:
         *args: str,
         twistd: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
+        if command is None:
+            command = [str(BIN / "twistd"), "-n", "--pidfile=", *twistd, "wsecho"]
+            command += args
         self.process = subprocess.Popen(
-            [str(BIN / "twistd"), "-n", "--pidfile=", *twistd, "wsecho", *args],
+            command,
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,
@@ -324,3 +328,22 @@ def assert_echoes(port: int, message: str | bytes = "still here") -> None:
     with connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE) as ws:
         ws.send(message)
         assert ws.recv(timeout=DEADLINE) == message
+
+
+def require(program: str) -> str:
+    """
+    The path of a system program a test needs (Debian's haproxy, chromium,
+    ...). Missing, the test is skipped, or fails where the project's setup
+    should have installed it (WSECHO_REQUIRE_TOOLS=1, as .ci/run sets).
+    """
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(program)
+    if path is None:
+        if os.environ.get("WSECHO_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{program} is not installed (see .ci/run)")
+        pytest.skip(f"{program} is not installed")
+    return path
