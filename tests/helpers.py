@@ -146,6 +146,7 @@ class Daemon:
     ) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
+        self.terminated = False
         if command is None:
             command = [str(BIN / "twistd"), "-n", "--pidfile=", *twistd, "wsecho"]
             command += args
@@ -194,9 +195,17 @@ class Daemon:
             self.log.append(line)
         return "".join(self.log)
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
+    def terminate(self) -> None:
+        """
+        Send SIGTERM, once: a second one could arrive as Python, exiting,
+        has put back the default handlers, and kill the process.
+        """
+        if not self.terminated and self.process.poll() is None:
+            self.terminated = True
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        self.terminate()
         return self.process.wait(timeout=DEADLINE)
 
 

@@ -5,7 +5,6 @@ configuration in front of two real daemons, on loopback.
 
 import contextlib
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -94,7 +93,7 @@ def test_haproxy_balances_and_drains(tmp_path) -> None:
             assert new[which] == ["127.0.0.1"]
             held[which].append(ws)
 
-        daemons[0].process.send_signal(signal.SIGTERM)  # graceful
+        daemons[0].terminate()  # graceful
         for ws in held[0]:
             with pytest.raises(ConnectionClosed):
                 while True:

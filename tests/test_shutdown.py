@@ -4,7 +4,6 @@ Shutting down gracefully, and the health checks load balancers poll.
 
 import asyncio
 import resource
-import signal
 from typing import Any
 
 from treq.testing import StubTreq
@@ -109,7 +108,7 @@ def test_sigterm_closes_clients_and_exits_zero(tmp_path) -> None:
     thread = threading.Thread(target=client)
     thread.start()
     assert connected.wait(DEADLINE)
-    daemon.process.send_signal(signal.SIGTERM)
+    daemon.terminate()
     thread.join(DEADLINE)
     assert daemon.process.wait(timeout=DEADLINE) == 0, "".join(daemon.log)
     assert result == {"echo": "last words", "code": 1001}
@@ -163,7 +162,7 @@ def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
         assert len(connections) == count
         for i, ws in connections.items():
             await ws.send(f"last {i}")
-        daemon.process.send_signal(signal.SIGTERM)
+        daemon.terminate()
         return await asyncio.gather(*(outcome(i, ws) for i, ws in connections.items()))
 
     echoed = 0
