@@ -3,6 +3,9 @@ wsecho-client as users run it, against the real daemon and against servers
 that misbehave on purpose.
 """
 
+import io
+import json
+import re
 import socket
 import subprocess
 import threading
@@ -88,13 +91,103 @@ def test_binary_count_and_stdin(daemon) -> None:
     code, out, err = text(
         client(daemon, "--binary", "--count", "2", "ab", "-", stdin=b"\x00\xff")
     )
-    assert (code, err) == (0, "")
+    assert code == 0
     assert out.splitlines() == [
         "binary (2 bytes): 6162",
         "binary (2 bytes): 6162",
         "binary (2 bytes): 00ff",
         "binary (2 bytes): 00ff",
     ]
+    # A --count run ends with its summary, on stderr.
+    assert err.startswith("wsecho-client: 4 messages (8 bytes) in "), err
+    assert err.count("\n") == 1
+
+
+def test_count_summary(daemon) -> None:
+    """
+    A quiet --count run prints only its summary: messages, rate and the
+    latency percentiles, consistent with each other.
+    """
+    code, out, err = text(client(daemon, "--count", "300", "-q", "probe"))
+    assert (code, out) == (0, "")
+    match = re.fullmatch(
+        r"wsecho-client: 300 messages \(1500 bytes\) in ([\d.]+) s: (\d+) "
+        r"messages/s; latency p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms\n",
+        err,
+    )
+    assert match, err
+    seconds, rate, p50, p99, most = map(float, match.groups())
+    assert 0 < p50 <= p99 <= most
+    assert abs(rate - 300 / seconds) <= max(2, rate * 0.05)
+
+
+def test_json(daemon) -> None:
+    """
+    --json prints each echo, then the summary, as one JSON object a line.
+    """
+    code, out, err = text(client(daemon, "--json", "Hello, world!", "h\u00e9"))
+    assert (code, err) == (0, "")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["event"] for r in records] == ["echo", "echo", "summary"]
+    assert records[0]["type"] == "text" and records[0]["text"] == "Hello, world!"
+    assert records[1]["size"] == 3 and records[1]["text"] == "h\u00e9"
+    assert records[0]["latency_ms"] >= 0
+    summary = records[2]
+    assert (summary["messages"], summary["bytes"]) == (2, 16)
+    assert set(summary["latency_ms"]) == {"p50", "p99", "max"}
+
+    code, out, _ = text(client(daemon, "--json", "--binary", "-", stdin=b"\x00\xff"))
+    (echo, _summary) = [json.loads(line) for line in out.splitlines()]
+    assert (echo["type"], echo["base64"]) == ("binary", "AP8=")
+
+
+def test_json_error() -> None:
+    """
+    With --json a failure is also a JSON object on stdout, with the exit
+    code; stderr keeps its one line.
+    """
+    code, out, err = text(client(f"ws://127.0.0.1:{free_port()}/socket", "--json"))
+    assert code == 3
+    assert json.loads(out) == {
+        "event": "error",
+        "exit": 3,
+        "message": "connection refused",
+    }
+    assert err == "wsecho-client: connection refused\n"
+
+
+def test_progress_lines() -> None:
+    """
+    A --count run reports its progress on stderr every second.
+    """
+    from twisted.internet.task import Clock
+
+    from wsecho.client import Config, Message, Session
+
+    class Protocol:
+        closed = None
+
+        def sendMessage(self, payload, binary):
+            pass
+
+        def sendClose(self, code):
+            self.closed = code
+
+    clock, out, err = Clock(), io.StringIO(), io.StringIO()
+    message = Message(b"x", False)
+    session = Session(Config(messages=[message], count=3, quiet=True), clock, out, err)
+    protocol = Protocol()
+    session.opened(protocol)
+    session.received(message)
+    clock.advance(1.0)
+    assert err.getvalue().startswith("1/3 messages, ")
+    session.received(message)
+    clock.advance(1.0)
+    assert err.getvalue().splitlines()[1].startswith("2/3 messages, ")
+    session.received(message)
+    assert protocol.closed == 1000
+    assert err.getvalue().splitlines()[2].startswith("wsecho-client: 3 messages ")
+    assert not session.progress.active()
 
 
 def test_interactive(daemon) -> None:

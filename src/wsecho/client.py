@@ -8,7 +8,11 @@ The seed's client, with what users of wscat and websocat expect.
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import math
 import sys
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +62,8 @@ exit codes:
 
 # Binary echoes are shown as hex, up to this many bytes.
 HEX_PREVIEW = 32
+# Seconds between progress lines of a --count run.
+PROGRESS_EVERY = 1.0
 
 
 class ClientError(Exception):
@@ -82,6 +88,68 @@ class Message:
             return f"binary ({len(self.payload)} bytes): {shown}{more}"
         return f"text: {self.payload.decode('utf-8')}"
 
+    def as_json(self, latency: float) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "event": "echo",
+            "type": "binary" if self.binary else "text",
+            "size": len(self.payload),
+        }
+        if self.binary:
+            record["base64"] = base64.b64encode(self.payload).decode("ascii")
+        else:
+            record["text"] = self.payload.decode("utf-8")
+        record["latency_ms"] = round(latency * 1000, 3)
+        return record
+
+
+class Stats:
+    """
+    What a run measured: messages and bytes echoed, and the round trip of
+    each message.
+    """
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+        self.latencies: list[float] = []
+        self._began = self._sent = time.perf_counter()
+
+    def start(self) -> None:
+        self._began = time.perf_counter()
+
+    def sent(self) -> None:
+        self._sent = time.perf_counter()
+
+    def echoed(self, size: int) -> float:
+        latency = time.perf_counter() - self._sent
+        self.messages += 1
+        self.bytes += size
+        self.latencies.append(latency)
+        return latency
+
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self._began
+        return self.messages / elapsed if elapsed > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        ms = sorted(x * 1000 for x in self.latencies) or [0.0]
+
+        def percentile(p: float) -> float:
+            # Nearest rank: the smallest value with p % of them at or below.
+            return ms[max(0, math.ceil(p / 100 * len(ms)) - 1)]
+
+        return {
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "seconds": round(time.perf_counter() - self._began, 6),
+            "rate": round(self.rate(), 1),
+            "latency_ms": {
+                "p50": round(percentile(50), 3),
+                "p99": round(percentile(99), 3),
+                "max": round(ms[-1], 3),
+            },
+        }
+
 
 @dataclass
 class Config:
@@ -96,6 +164,8 @@ class Config:
     insecure: bool = False
     timeout: float = 10.0
     compression: bool = True
+    json: bool = False
+    quiet: bool = False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -171,6 +241,17 @@ def _parser() -> argparse.ArgumentParser:
         "--no-compression", action="store_true", help="do not offer permessage-deflate"
     )
     parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print each echo, the summary and any error as a JSON object per line",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="do not print each echo, only the summary (with --count or --json)",
+    )
+    parser.add_argument(
         "--version", action="version", version=f"wsecho-client {__version__}"
     )
     return parser
@@ -220,6 +301,8 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
         insecure=args.insecure,
         timeout=args.timeout,
         compression=not args.no_compression,
+        json=args.json,
+        quiet=args.quiet,
     )
 
 
@@ -270,6 +353,9 @@ class Session:
         self.expected: Message | None = None
         self.result: int | None = None
         self.timer = clock.callLater(config.timeout, self._timed_out, "connecting")
+        self.stats = Stats()
+        self.total = len(self.pending)
+        self.progress: Any = None
 
     def submit(self, message: Message) -> None:
         if not self.input_done:
@@ -287,7 +373,47 @@ class Session:
     def opened(self, protocol: EchoClientProtocol) -> None:
         self.protocol = protocol
         self.timer.cancel()
+        self.stats.start()
+        if self.config.count > 1:
+            self.progress = self.clock.callLater(PROGRESS_EVERY, self._progress)
         self._pump()
+
+    def _progress(self) -> None:
+        """
+        Every second of a --count run: how far it is, on stderr (rewritten
+        in place on a terminal).
+        """
+        line = f"{self.stats.messages}/{self.total} messages, {self.stats.rate():.0f}/s"
+        if self.err.isatty():
+            print(f"\r{line}", end="", file=self.err, flush=True)
+        else:
+            print(line, file=self.err, flush=True)
+        self.progress = self.clock.callLater(PROGRESS_EVERY, self._progress)
+
+    def _stop_progress(self) -> None:
+        if self.progress is not None and self.progress.active():
+            self.progress.cancel()
+            if self.err.isatty():
+                print(file=self.err)
+
+    def _report(self) -> None:
+        summary = self.stats.summary()
+        self._stop_progress()
+        if self.config.json:
+            print(
+                json.dumps({"event": "summary", **summary}), file=self.out, flush=True
+            )
+        elif self.config.count > 1 or self.config.quiet:
+            latency = summary["latency_ms"]
+            print(
+                f"wsecho-client: {summary['messages']} messages "
+                f"({summary['bytes']} bytes) in {summary['seconds']:.2f} s: "
+                f"{summary['rate']:.0f} messages/s; latency p50 "
+                f"{latency['p50']:.3f} ms, p99 {latency['p99']:.3f} ms, "
+                f"max {latency['max']:.3f} ms",
+                file=self.err,
+                flush=True,
+            )
 
     def _pump(self) -> None:
         if (
@@ -301,12 +427,19 @@ class Session:
             self.timer = self.clock.callLater(
                 self.config.timeout, self._timed_out, "waiting for an echo"
             )
+            self.stats.sent()
             self.protocol.sendMessage(self.expected.payload, self.expected.binary)
         elif self.input_done:
+            self._report()
             self._finish(EXIT_OK)
 
     def received(self, message: Message) -> None:
-        print(message.describe(), file=self.out, flush=True)
+        latency = self.stats.echoed(len(message.payload))
+        if not self.config.quiet:
+            if self.config.json:
+                print(json.dumps(message.as_json(latency)), file=self.out, flush=True)
+            else:
+                print(message.describe(), file=self.out, flush=True)
         if self.expected is None:
             return
         self.timer.cancel()
@@ -338,6 +471,7 @@ class Session:
             self.protocol.dropConnection(abort=True)
 
     def _fail(self, reason: Exception) -> None:
+        self._stop_progress()
         if not self.done.called:
             self.done.errback(reason)
 
@@ -552,6 +686,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ClientError as e:
             print(f"wsecho-client: {e}", file=sys.stderr)
             code = e.code
+            if config.json:
+                print(json.dumps({"event": "error", "exit": code, "message": str(e)}))
         if code:
             raise SystemExit(code)
 
