@@ -315,6 +315,32 @@ def test_handshake_abuse(run, data: bytes) -> None:
     assert_echoes(daemon.port)
 
 
+def test_slowloris_does_not_delay_others(run) -> None:
+    """
+    Slowloris connections dribbling their headers get 408 at the
+    opening-handshake timeout, and other clients are echoed meanwhile.
+    """
+    import socket
+
+    daemon = run("--open-handshake-timeout", "2")
+    slow = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", daemon.port), timeout=DEADLINE)
+        s.sendall(b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+        slow.append(s)
+    try:
+        for _ in range(5):
+            for s in slow:
+                s.sendall(b"a")  # not idle, never finished
+            assert_echoes(daemon.port)
+        for s in slow:
+            response = s.makefile("rb").read()
+            assert response.startswith(b"HTTP/1.1 408 "), response
+    finally:
+        for s in slow:
+            s.close()
+
+
 def test_connection_limits_with_trusted_proxy(run) -> None:
     """
     --max-connections and --max-connections-per-ip answer 503 before the

@@ -266,6 +266,7 @@ def test_json_log(tmp_path) -> None:
     assert (closed["code"], closed["reason"], closed["clean"]) == (4000, "bye", True)
     assert closed["closed_by"] == "client"
     assert closed["peer"] == opened["peer"]
+    assert closed["origin"] == opened["origin"]
     assert 0 <= closed["duration"] < DEADLINE
     assert closed["received"] > 13 and closed["sent"] > 13
     assert closed["messages_received"] == 1

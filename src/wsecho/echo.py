@@ -245,6 +245,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
             "duration={duration:.3f} received={received} sent={sent}",
             peer=self.peer,
             client=self.client_address,
+            origin=self.http_headers.get("origin", "-"),
             code=code,
             reason=reason or "",
             clean=wasClean,
