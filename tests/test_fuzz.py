@@ -118,8 +118,8 @@ def exchange(port: int, data: bytes) -> bytes:
             s.shutdown(socket.SHUT_WR)
             while chunk := s.recv(65536):
                 received.append(chunk)
-        except (ConnectionResetError, BrokenPipeError):
-            pass
+        except OSError:
+            pass  # reset, or closed before we shut our side
     return b"".join(received)
 
 
