@@ -162,6 +162,25 @@ class EchoTests(TestCase):
         )
         self.assertFalse(any("secret" in repr(e) for e in events))
 
+    async def test_metrics_count_unless_turned_off(self) -> None:
+        """
+        The echo counts what it echoes; with --no-metrics it echoes the
+        same, counting nothing.
+        """
+        for metrics, counted in ((True, 1.0), (False, 0.0)):
+            client = await self.connect(EchoSettings(metrics=metrics))
+            client.sendMessage(b"hi", False)
+            client.sendMessage(b"\x00\x01", True)
+            await self.echoes(client, 2)
+            self.assertEqual(client.received, [(b"hi", False), (b"\x00\x01", True)])
+            registry = self.servers[-1].factory.metrics.registry
+            for kind in ("text", "binary"):
+                self.assertEqual(
+                    registry.get_sample_value("wsecho_messages_total", {"type": kind}),
+                    counted,
+                )
+            await self.close(client)
+
     async def test_verbose_logs_messages(self) -> None:
         """
         With --verbose each message is logged, truncated.

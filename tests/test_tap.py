@@ -13,7 +13,12 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from wsecho.echo import EchoServerProtocol, MiB, VerboseEchoServerProtocol
+from wsecho.echo import (
+    EchoServerProtocol,
+    MiB,
+    UncountedEchoServerProtocol,
+    VerboseEchoServerProtocol,
+)
 from wsecho.tap import Options, makeService
 
 
@@ -353,11 +358,13 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_verbose_selects_the_logging_echo(self) -> None:
         """
-        --verbose swaps in the echo that logs messages; the default does not.
+        --verbose swaps in the echo that logs messages, --no-metrics the one
+        that does not count them; the default counts and does not log.
         """
         for argv, expected in (
             ((), EchoServerProtocol),
             (("--verbose",), VerboseEchoServerProtocol),
+            (("--no-metrics",), UncountedEchoServerProtocol),
         ):
             reactor = self.start(*argv)
             site = reactor.tcpServers[0][1]

@@ -169,7 +169,7 @@ class Options(usage.Options):
             "open-handshake-timeout",
             None,
             10.0,
-            "Seconds a client has to send its request and complete the opening handshake; also the idle timeout of HTTP connections.",
+            "Seconds a client has to send its whole request, however slowly (408 otherwise), and complete the opening handshake; a kept-alive HTTP connection has as long for its next request.",
             _time("open-handshake-timeout"),
         ],
         [
