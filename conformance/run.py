@@ -254,6 +254,8 @@ class Runner:
                     break
         except SystemExit as e:
             job.failed = str(e)
+        except Exception as e:  # wstest missing, say: the job failed
+            job.failed = f"{type(e).__name__}: {e}"
         finally:
             if service is not None:
                 service.terminate()

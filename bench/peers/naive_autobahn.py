@@ -1,0 +1,16 @@
+"""The naive version of this project: Autobahn's echo on Twisted, options left alone."""
+import sys
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import reactor
+
+
+class Echo(WebSocketServerProtocol):
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.sendMessage(payload, isBinary)
+
+
+factory = WebSocketServerFactory()
+factory.protocol = Echo
+reactor.listenTCP(int(sys.argv[1]), factory, interface="127.0.0.1")
+reactor.run()
