@@ -383,3 +383,22 @@ def require(program: str) -> str:
             pytest.fail(f"{program} is not installed (see .ci/run)")
         pytest.skip(f"{program} is not installed")
     return path
+
+
+def wait_until_stalled(progress, total: int, quiet: float = 1.0) -> None:
+    """
+    Poll C{progress()} until it reaches C{total} or has not moved for
+    C{quiet} seconds; fail past the deadline.
+    """
+    end = time.monotonic() + DEADLINE
+    last, since = progress(), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        now = progress()
+        if now >= total:
+            return
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise AssertionError(f"still progressing after {DEADLINE}s: {last} of {total}")

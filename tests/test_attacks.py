@@ -20,6 +20,7 @@ from helpers import (
     free_port,
     rss,
     start_daemon,
+    wait_until_stalled,
 )
 
 MiB = 1024 * 1024
@@ -49,25 +50,6 @@ def run(tmp_path):
         assert daemon.stop() == 0, daemon.whole_log()
         log = daemon.whole_log()
         assert "Traceback" not in log and "Unhandled" not in log, log
-
-
-def wait_until_stalled(progress, total: int, quiet: float = 1.0) -> None:
-    """
-    Poll C{progress()} until it reaches C{total} or has not moved for
-    C{quiet} seconds; fail past the deadline.
-    """
-    end = time.monotonic() + DEADLINE
-    last, since = progress(), time.monotonic()
-    while time.monotonic() < end:
-        time.sleep(0.05)
-        now = progress()
-        if now >= total:
-            return
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-    raise AssertionError(f"still progressing after {DEADLINE}s: {last} of {total}")
 
 
 def test_client_that_does_not_read_is_not_buffered_for(run) -> None:

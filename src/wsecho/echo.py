@@ -18,9 +18,13 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
+    create_xor_masker,
+)
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import connectionDone
+from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -43,6 +47,83 @@ FOLD_CHUNKS = 64
 
 # How much of a message --verbose shows.
 VERBOSE_PREVIEW = 120
+
+# The first byte of the frames the fast path echoes (see
+# EchoServerProtocol.dataReceived): FIN, no RSV bit, text or binary.
+FIN_TEXT = 0x81
+FIN_BINARY = 0x82
+
+# Up to this size a payload is unmasked with Python's integers: Autobahn's C
+# masker costs 3 us a call whatever the size, the integers 0.4 us at 32
+# bytes and as much as the C masker at 1 KiB.
+SMALL_PAYLOAD = 1024
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """
+    Undo a client's masking (RFC 6455, 5.3): C{payload} XOR C{mask}
+    repeated.
+    """
+    size = len(payload)
+    if size > SMALL_PAYLOAD:
+        return create_xor_masker(mask, size).process(payload)  # type: ignore[no-any-return]
+    key = (mask * ((size + 3) >> 2))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
+
+
+def valid_utf8(payload: bytes) -> bool:
+    # Python's codec is as strict as RFC 6455 asks (RFC 3629): no
+    # surrogates, no overlong forms, nothing past U+10FFFF.
+    if payload.isascii():
+        return True
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def can_send_now(transport: Any) -> bool:
+    """
+    Whether L{send_now} may write to C{transport} itself: a TCP connection
+    with the buffer attributes it reads (TLS and other transports only
+    buffer).
+    """
+    return isinstance(transport, Connection) and all(
+        hasattr(transport, name)
+        for name in ("_tempDataLen", "dataBuffer", "offset", "socket")
+    )
+
+
+def send_now(transport: Any, data: bytes) -> None:
+    """
+    Write C{data} to a TCP connection at once when nothing is waiting before
+    it, and leave the rest to the transport.
+
+    Twisted's C{write} only buffers: the data goes out when the reactor next
+    finds the socket writable, which costs a turn of the reactor loop and two
+    C{epoll_ctl} calls per echo, a fifth of a small echo's time. asyncio's
+    transports send at once in the same way. This reads Twisted's private
+    buffer attributes, checked by L{can_send_now}.
+    """
+    if (
+        transport._tempDataLen
+        or len(transport.dataBuffer) > transport.offset
+        or transport.disconnecting
+        or not transport.connected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except OSError:
+        # EAGAIN or a broken connection: Twisted's write path sorts out
+        # which, as it would have.
+        sent = 0
+    if sent < len(data):
+        transport.write(data[sent:])
 
 
 @dataclass(frozen=True)
@@ -97,6 +178,10 @@ class EchoServerProtocol(WebSocketServerProtocol):
     # The client's address as logged and counted for the per-address
     # limit: the peer's, or the one a trusted proxy forwarded.
     client_address = "-"
+    # Whether messages are counted in the metrics (not with --no-metrics).
+    counted = True
+    _tally: Any = None
+    _fast_limit = 0
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # The first of the client's offers we speak, in the client's order of
@@ -117,6 +202,16 @@ class EchoServerProtocol(WebSocketServerProtocol):
         transport.unregisterProducer()
         transport.registerProducer(self, True)
         self.factory.connected(self)
+        if can_send_now(transport):
+            self._write_echo = lambda data: send_now(transport, data)
+        else:
+            self._write_echo = transport.write
+        self._tally = self.factory.metrics.echoes if self.counted else None
+        # The largest frame the fast path takes; Autobahn answers larger ones.
+        factory = self.factory
+        self._fast_limit = min(
+            factory.max_message_size, factory.max_frame_size or factory.max_message_size
+        )
 
     def pauseProducing(self) -> None:
         # TCP transports stop reading; TLS passes it on to the TCP one.
@@ -208,12 +303,83 @@ class EchoServerProtocol(WebSocketServerProtocol):
         self.echo(payload, isBinary)
         if self.state != self.STATE_OPEN:
             return  # refused, or came after our close frame: not echoed
-        metrics = self.factory.metrics
-        kind = "binary" if isBinary else "text"
-        metrics.messages[kind].inc()
-        metrics.payload[kind].inc(len(payload))
-        metrics.sizes[kind].observe(len(payload))
-        metrics.latency.observe(time.perf_counter() - self._began)
+        tally = self.factory.metrics.echoes
+        tally.message(isBinary, len(payload))
+        tally.latency(time.perf_counter() - self._began)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Echo the small whole messages at the start of C{data} here, and hand
+        the rest to Autobahn.
+
+        Most messages are a single frame of a few bytes to a few KiB, and
+        Autobahn's frame machinery (a header object, a masker object, a
+        UTF-8 validator object, eight callbacks and their debug logging)
+        costs a 32-byte echo two thirds of its time. This path takes
+        unfragmented text and binary frames up to 64 KiB, whole in
+        C{data}, within the size limit, on a connection without
+        permessage-deflate that is open and not in the middle of a frame
+        or message. It checks what Autobahn would (masking, RSV bits,
+        minimal length, UTF-8) and leaves anything else, invalid frames
+        included, to Autobahn, which answers them with the right close code.
+        """
+        if (
+            self.state != self.STATE_OPEN
+            or self.data
+            or self.current_frame is not None
+            or self.inside_message
+            or self._perMessageCompress is not None
+        ):
+            self._dataReceived(data)
+            return
+        began = time.perf_counter()
+        size = len(data)
+        limit = self._fast_limit
+        tally = self._tally
+        at = 0
+        replies = []
+        while size - at >= 6:
+            first = data[at]
+            if first != FIN_TEXT and first != FIN_BINARY:
+                break
+            length = data[at + 1] ^ 0x80  # the mask bit must be set
+            if length < 126:
+                start = at + 6
+                header = bytes((first, length))
+            elif length == 126 and size - at >= 8:
+                length = (data[at + 2] << 8) | data[at + 3]
+                if length < 126:
+                    break  # not minimal: a protocol error, Autobahn's to answer
+                start = at + 8
+                header = bytes((first, 126)) + data[at + 2 : at + 4]
+            else:
+                break  # unmasked, 64-bit length, or a header cut short
+            end = start + length
+            if end > size or length > limit:
+                break
+            payload = unmask(data[start:end], data[start - 4 : start])
+            if first == FIN_TEXT and not valid_utf8(payload):
+                break
+            replies.append(header)
+            replies.append(payload)
+            if tally is not None:
+                tally.message(first == FIN_BINARY, length)
+            at = end
+        if at:
+            reply = b"".join(replies)
+            self._write_echo(reply)
+            count = len(replies) >> 1
+            stats = self.trafficStats
+            stats.incomingOctetsWireLevel += at
+            stats.incomingWebSocketMessages += count
+            stats.outgoingOctetsWireLevel += len(reply)
+            stats.outgoingWebSocketMessages += count
+            if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                self._cancelAutoPingTimeoutCall()
+            if tally is not None:
+                tally.latency(time.perf_counter() - began, count)
+        if at < size:
+            self._dataReceived(data[at:] if at else data)
 
     def echo(self, payload: bytes, isBinary: bool) -> None:
         if len(payload) > self.factory.max_message_size:
@@ -276,8 +442,12 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
     """
     The echo, logging each message (the seed's C{Received:%s}); --verbose.
 
-    A separate class so that the default echo pays nothing for it.
+    A separate class so that the default echo pays nothing for it. Every
+    message goes through Autobahn's path, which calls onMessage.
     """
+
+    def dataReceived(self, data: bytes) -> None:
+        self._dataReceived(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         preview: Any = payload[:VERBOSE_PREVIEW]
@@ -301,6 +471,7 @@ class UncountedEchoServerProtocol(EchoServerProtocol):
     echo pays nothing for it, not even a test.
     """
 
+    counted = False
     onMessageBegin = WebSocketServerProtocol.onMessageBegin
     onMessage = EchoServerProtocol.echo
 
@@ -317,6 +488,7 @@ class EchoServerFactory(WebSocketServerFactory):
     protocol = EchoServerProtocol
     subprotocols: tuple[str, ...] = ()
     max_message_size: int = 16 * MiB
+    max_frame_size: int = 16 * MiB
     slow_client_timeout: float = 0.0
     max_connections = 0
     max_connections_per_ip = 0
@@ -460,6 +632,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
     # byte more than our limit, and the echo refuses anything over the limit
     # itself: a cut message is then always one byte over, never echoed.
     factory.max_message_size = settings.max_message_size
+    factory.max_frame_size = settings.max_frame_size
     factory.slow_client_timeout = settings.slow_client_timeout
     factory.max_connections = settings.max_connections
     factory.max_connections_per_ip = settings.max_connections_per_ip
