@@ -1,8 +1,14 @@
 """picows' echo server."""
+
 import asyncio
 import sys
 
-from picows import WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
+from picows import (
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    ws_create_server,
+)
 
 
 class Echo(WSListener):
@@ -15,7 +21,9 @@ class Echo(WSListener):
 
 
 async def main() -> None:
-    server = await ws_create_server(lambda request: Echo(), "127.0.0.1", int(sys.argv[1]))
+    server = await ws_create_server(
+        lambda request: Echo(), "127.0.0.1", int(sys.argv[1])
+    )
     await server.serve_forever()
 
 

@@ -1,4 +1,5 @@
 """A raw Twisted TCP echo: no WebSocket framing, the ceiling on Twisted."""
+
 import sys
 
 from twisted.internet import protocol, reactor

@@ -1,4 +1,5 @@
 """The websockets library's echo server."""
+
 import asyncio
 import sys
 
@@ -11,7 +12,11 @@ async def echo(websocket) -> None:
 
 
 async def main() -> None:
-    async with serve(echo, "127.0.0.1", int(sys.argv[1]), compression=None) as server:
+    # Its default is deflate; --deflate (S7) keeps it.
+    compression = "deflate" if "--deflate" in sys.argv else None
+    async with serve(
+        echo, "127.0.0.1", int(sys.argv[1]), compression=compression
+    ) as server:
         await server.serve_forever()
 
 

@@ -1,5 +1,5 @@
 // The seed's Go echo server (gorilla/websocket), as the write-up has it,
-// with the address from the command line. Built offline from Debian's
+// with the address from the command line and compression as a flag. Built offline from Debian's
 // golang-go and golang-github-gorilla-websocket-dev (see bench/README).
 package main
 
@@ -50,7 +50,9 @@ func home(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	address := flag.String("listen", "localhost:8181", "address to listen on")
+	compress := flag.Bool("compress", false, "accept permessage-deflate (the seed's EnableCompression)")
 	flag.Parse()
+	upgrader.EnableCompression = *compress
 	http.HandleFunc("/socket", serveHTTP)
 	http.HandleFunc("/", home)
 	log.Fatal(http.ListenAndServe(*address, nil))

@@ -1,0 +1,459 @@
+"""
+The benchmark: wsecho against its peers, scenario by scenario, in one run.
+
+Each measurement starts a fresh server pinned to one core and runs
+bench/load.py pinned to another (taskset), for each peer in turn; the order
+of the peers turns round from one round to the next, and each figure is the
+median of its rounds. Figures are given as ratios to wsecho's.
+
+    python bench/run.py                      # everything, 3 rounds of 5 s
+    python bench/run.py --scenarios S2,S4 --peers wsecho,websockets
+    python bench/run.py --smoke              # a few seconds, for CI
+
+It writes results.json, results.rst (the README's table) and results.png
+(the chart) to --out (default bench/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PEERS_DIR = HERE / "peers"
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+
+# What each scenario reports, and whether more is better.
+FIGURES = {
+    "S1": ("p99_ms", "p99 ms, 1 conn. ping-pong, 32 B", False),
+    "S2": ("rate", "msg/s, 64 conn. ping-pong, 32 B", True),
+    "S3": ("mb_per_s", "MB/s, 16 conn. ping-pong, 64 KiB", True),
+    "S4": ("rate", "msg/s, 8 conn. x 32 in flight, 1 KiB", True),
+    "S5": ("rate", "handshakes/s, 16 at a time", True),
+    "S6": ("bytes_per_connection", "bytes per idle connection", False),
+    "S7a": ("rate", "msg/s, S2 with deflate", True),
+    "S7b": ("mb_per_s", "MB/s, S3 with deflate", True),
+}
+ALL_SCENARIOS = list(FIGURES)
+
+
+@dataclass
+class Peer:
+    name: str
+    command: list[str]  # {port} is replaced
+    path: str = "/socket"
+    scheme: str = "ws"
+    scenarios: tuple[str, ...] = tuple(ALL_SCENARIOS)
+    deflate_command: list[str] | None = None  # for S7, if it differs
+    env: dict[str, str] = field(default_factory=dict)
+    missing: str = ""  # why it cannot run here
+
+    def argv(self, port: int, scenario: str) -> list[str]:
+        command = self.command
+        if scenario.startswith("S7") and self.deflate_command:
+            command = self.deflate_command
+        return [part.replace("{port}", str(port)) for part in command]
+
+    def url(self, port: int) -> str:
+        if self.scheme == "tcp":
+            return f"tcp://127.0.0.1:{port}"
+        return f"ws://127.0.0.1:{port}{self.path}"
+
+
+def gorilla_binary(build_dir: Path) -> tuple[str | None, str]:
+    """
+    Build the seed's Go server from Debian's golang-go and
+    golang-github-gorilla-websocket-dev, offline.
+    """
+    go = shutil.which("go")
+    gocode = Path("/usr/share/gocode")
+    if go is None:
+        return None, "no go (Debian: golang-go)"
+    if not (gocode / "src/github.com/gorilla/websocket").is_dir():
+        return None, "no gorilla/websocket (Debian: golang-github-gorilla-websocket-dev)"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    binary = build_dir / "gorilla-echo"
+    env = dict(
+        os.environ,
+        GOPATH=str(gocode),
+        GO111MODULE="off",
+        GOCACHE=str(build_dir / "gocache"),
+    )
+    done = subprocess.run(
+        [go, "build", "-o", str(binary), "."],
+        cwd=PEERS_DIR / "gorilla",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return None, f"go build failed: {done.stderr.strip()[:200]}"
+    return str(binary), ""
+
+
+def peers(build_dir: Path) -> list[Peer]:
+    twistd = str(BIN / "twistd")
+    wsecho = [twistd, "-n", "--pidfile=", "wsecho", "--port", "{port}"]
+    gorilla, why = gorilla_binary(build_dir)
+    script = lambda name: [PYTHON, str(PEERS_DIR / name), "{port}"]  # noqa: E731
+    return [
+        Peer("wsecho", wsecho),
+        Peer(
+            "gorilla",
+            [gorilla or "-", "-listen", "127.0.0.1:{port}"],
+            deflate_command=[gorilla or "-", "-listen", "127.0.0.1:{port}", "-compress"],
+            env={"GOMAXPROCS": "1"},
+            missing=why,
+        ),
+        Peer(
+            "websockets",
+            script("websockets_echo.py"),
+            path="/",
+            deflate_command=[*script("websockets_echo.py"), "--deflate"],
+        ),
+        Peer(
+            "picows",
+            script("picows_echo.py"),
+            path="/",
+            scenarios=("S1", "S2", "S3", "S4", "S5", "S6"),  # no deflate in picows
+        ),
+        Peer(
+            "naive-autobahn",
+            script("naive_autobahn.py"),
+            path="/",
+            deflate_command=[*script("naive_autobahn.py"), "--deflate"],
+        ),
+        Peer(
+            "raw-twisted",
+            script("raw_twisted.py"),
+            scheme="tcp",
+            scenarios=("S1", "S2", "S3", "S4"),  # no WebSocket: no handshake
+        ),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen, deadline: float = 30) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {deadline} s")
+
+
+def pinned(cpu: str | None, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
+
+
+def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
+    port = free_port()
+    env = dict(os.environ, **peer.env)
+    log = open(args.out / "logs" / f"{peer.name}-{scenario}.log", "ab")
+    server = subprocess.Popen(
+        pinned(args.server_cpu, peer.argv(port, scenario)),
+        env=env,
+        stdout=subprocess.DEVNULL if peer.name == "gorilla" else log,
+        stderr=subprocess.DEVNULL if peer.name == "gorilla" else log,
+    )
+    try:
+        wait_for_port(port, server)
+        load = [PYTHON, str(HERE / "load.py"), peer.url(port)]
+        if FIGURES[scenario][0] in ("rate", "mb_per_s", "p99_ms") and scenario != "S5":
+            # Warm up: the first messages load code, fill caches.
+            subprocess.run(
+                pinned(args.load_cpu, [*load, "--scenario", scenario, "--seconds", "0.3"]),
+                capture_output=True,
+                timeout=120,
+                check=True,
+            )
+        extra = ["--seconds", str(args.seconds)]
+        if scenario == "S5":
+            extra = ["--seconds", "60", "--total", str(args.handshakes)]
+        if scenario == "S6":
+            extra = ["--seconds", "120", "--connections", str(args.idle)]
+            extra += ["--pid", str(server.pid)]
+        done = subprocess.run(
+            pinned(args.load_cpu, [*load, "--scenario", scenario, *extra]),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"load.py failed: {done.stderr.strip()[-500:]}")
+        return json.loads(done.stdout)
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def problems(result: dict) -> list[str]:
+    found = []
+    if result.get("mismatches"):
+        found.append(f"{result['mismatches']} echoes differed from what was sent")
+    if result.get("errors"):
+        found.append(f"errors: {result['errors']}")
+    if result.get("failed"):
+        found.append(f"{result['failed']} failed")
+    if result.get("deflate") is False:
+        found.append("permessage-deflate was not negotiated")
+    figure = FIGURES[result["scenario"]][0]
+    if not result.get(figure):
+        found.append(f"no {figure}")
+    return found
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("wsecho", "twisted", "autobahn", "websockets", "picows"):
+        try:
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001 - not installed
+            versions[package] = "-"
+    go = shutil.which("go")
+    if go:
+        versions["go"] = subprocess.run(
+            [go, "version"], capture_output=True, text=True
+        ).stdout.split()[2]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def summarize(runs: list[dict], peer_names: list[str], scenarios: list[str]) -> dict:
+    table: dict[str, dict[str, float]] = {}
+    for scenario in scenarios:
+        figure = FIGURES[scenario][0]
+        row = {}
+        for name in peer_names:
+            values = [
+                r["result"][figure]
+                for r in runs
+                if r["peer"] == name and r["scenario"] == scenario
+            ]
+            if values:
+                row[name] = statistics.median(values)
+        table[scenario] = row
+    return table
+
+
+def number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def write_table(table: dict, peer_names: list[str], path: Path, command: str) -> None:
+    """
+    An RST grid table: each figure, and under it its ratio to wsecho's.
+    """
+    header = ["scenario", *peer_names]
+    rows = []
+    for scenario, row in table.items():
+        label = f"{scenario}: {FIGURES[scenario][1]}"
+        base = row.get("wsecho")
+        cells = [label]
+        for name in peer_names:
+            if name not in row:
+                cells.append("n/a")
+            elif base and name != "wsecho":
+                cells.append(f"{number(row[name])} ({row[name] / base:.2f}x)")
+            else:
+                cells.append(number(row[name]))
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda char: "+" + "+".join(char * (w + 2) for w in widths) + "+"  # noqa: E731
+    out = [line("-")]
+    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    out.append(fmt(header))
+    out.append(line("="))
+    for cells in rows:
+        out.append(fmt(cells))
+        out.append(line("-"))
+    path.write_text("\n".join(out) + "\n")
+
+
+def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no chart: matplotlib is not installed"
+    scenarios = list(table)
+    fig, ax = plt.subplots(figsize=(11, 5))
+    width = 0.8 / len(peer_names)
+    for i, name in enumerate(peer_names):
+        ratios = []
+        for scenario in scenarios:
+            row = table[scenario]
+            value, base = row.get(name), row.get("wsecho")
+            if value is None or not base:
+                ratios.append(0)
+                continue
+            more_is_better = FIGURES[scenario][2]
+            ratios.append(value / base if more_is_better else base / value)
+        xs = [x + (i - (len(peer_names) - 1) / 2) * width for x in range(len(scenarios))]
+        ax.bar(xs, ratios, width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(scenarios)))
+    ax.set_xticklabels(
+        [f"{s}\n{FIGURES[s][1].split(',')[0]}" for s in scenarios], fontsize=8
+    )
+    ax.set_ylabel("relative to wsecho (higher is better; wsecho = 1)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, ncol=len(peer_names))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart: {path}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
+    parser.add_argument("--peers", help="comma-separated names (default: all)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--handshakes", type=int, default=2000)
+    parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one round of 0.5 s, 200 handshakes, 500 idle connections",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.seconds, args.handshakes, args.idle = 1, 0.5, 200, 500
+    scenarios = args.scenarios.split(",")
+    unknown = set(scenarios) - set(ALL_SCENARIOS)
+    if unknown:
+        parser.error(f"--scenarios: unknown {', '.join(sorted(unknown))}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "logs").mkdir(exist_ok=True)
+    # One core for the server, another for the load, when there are two.
+    cores = sorted(os.sched_getaffinity(0))
+    if shutil.which("taskset") and len(cores) >= 2:
+        args.server_cpu, args.load_cpu = str(cores[0]), str(cores[1])
+    else:
+        args.server_cpu = args.load_cpu = None
+    # S6 needs some 10,000 descriptors on each side.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    everyone = peers(args.out / "build")
+    if args.peers:
+        wanted = args.peers.split(",")
+        names = {p.name for p in everyone}
+        if set(wanted) - names:
+            parser.error(f"--peers: unknown {', '.join(sorted(set(wanted) - names))}")
+        everyone = [p for p in everyone if p.name in wanted]
+    for peer in everyone:
+        if peer.missing:
+            print(f"bench: skipping {peer.name}: {peer.missing}", flush=True)
+    present = [p for p in everyone if not p.missing]
+    names = [p.name for p in present]
+
+    runs: list[dict] = []
+    failures: list[str] = []
+    began = time.monotonic()
+    for round_ in range(args.rounds):
+        for scenario in scenarios:
+            # Turn the order round, so that no peer always goes first.
+            order = present[round_ % len(present) :] + present[: round_ % len(present)]
+            for peer in order:
+                if scenario not in peer.scenarios:
+                    continue
+                try:
+                    result = measure(peer, scenario, args)
+                except Exception as e:  # noqa: BLE001 - reported below
+                    failures.append(f"{peer.name} {scenario}: {e}")
+                    print(f"bench: {peer.name} {scenario}: FAILED {e}", flush=True)
+                    continue
+                found = problems(result)
+                if found:
+                    failures.append(f"{peer.name} {scenario}: {'; '.join(found)}")
+                figure = FIGURES[scenario][0]
+                print(
+                    f"bench: round {round_ + 1} {scenario:4} {peer.name:15}"
+                    f" {figure} {number(result.get(figure) or 0)}"
+                    + (f"  PROBLEM: {'; '.join(found)}" if found else ""),
+                    flush=True,
+                )
+                runs.append({"round": round_, "peer": peer.name, "scenario": scenario, "result": result})
+    table = summarize(runs, names, scenarios)
+    command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    info = machine()
+    report = {
+        "command": command.strip(),
+        "machine": info,
+        "pinning": {"server": args.server_cpu, "load": args.load_cpu},
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "table": table,
+        "runs": runs,
+        "failures": failures,
+        "elapsed": time.monotonic() - began,
+    }
+    (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_table(table, names, args.out / "results.rst", command)
+    title = (
+        f"{command.strip()}\n{info['cpu']}, {info['cores']} cores, "
+        f"server on core {args.server_cpu}, load on core {args.load_cpu}; "
+        f"Python {info['python']}"
+    )
+    print(f"bench: {write_chart(table, names, args.out / 'results.png', title)}")
+    print((args.out / "results.rst").read_text())
+    print(f"bench: {time.monotonic() - began:.0f} s; results in {args.out}")
+    if failures:
+        print("bench: FAILED:\n  " + "\n  ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
