@@ -81,13 +81,13 @@ def test_echo_console(browser, tmp_path, scheme) -> None:
         browser.find_element(By.CSS_SELECTOR, "#send button").click()
         wait.until(lambda _: f"< Hello from Chromium over {scheme}" in log.text)
         assert f"> Hello from Chromium over {scheme}" in log.text
-        # The browser's Origin is the page's: same origin, accepted.
-        assert f"origin={page.rstrip('/')}" in daemon.wait_for(" open ")
         browser.save_screenshot(str(ARTIFACTS / f"console-{scheme}.png"))
 
         daemon.terminate()
         wait.until(lambda _: status.get_attribute("data-state") == "closed")
         assert "connection closed (code 1001, server shutting down)" in log.text
+        # The browser's Origin is the page's: same origin, accepted.
+        assert f"origin={page.rstrip('/')} " in daemon.wait_for(" close ")
         browser.save_screenshot(str(ARTIFACTS / f"console-{scheme}-closed.png"))
         assert os.path.getsize(ARTIFACTS / f"console-{scheme}.png") > 1000
     finally:

@@ -138,13 +138,16 @@ class EchoTests(TestCase):
         self.assertEqual(client.received, [(b"x" * 1000, True)])
         self.assertEqual(client.remoteCloseCode, 1009)
 
-    async def test_logs_open_and_close(self) -> None:
+    async def test_logs_each_connection_once(self) -> None:
         """
-        Opening and closing are logged with the peer and the close code and
-        reason; messages are not logged by default.
+        A connection is logged in one line when it closes: its peer and
+        what was agreed, the close code and reason. Its opening and its
+        messages are not logged by default.
         """
         with capturedLogs() as events:
-            client = await self.connect()
+            client = await self.connect(
+                EchoSettings(subprotocols=("chat",)), protocols=["chat"]
+            )
             client.sendMessage(b"secret", False)
             await self.echoes(client, 1)
             client.sendClose(4001, "bye now")
@@ -155,10 +158,14 @@ class EchoTests(TestCase):
                 )
             )
         formats = [e.get("log_format", "") for e in events]
-        self.assertTrue(any(f.startswith("open ") for f in formats), formats)
+        self.assertFalse(any(f.startswith("open ") for f in formats), formats)
         [close] = [e for e in events if e.get("log_format", "").startswith("close ")]
         self.assertEqual(
             (close["code"], close["reason"], close["clean"]), (4001, "bye now", True)
+        )
+        self.assertEqual(
+            (close["subprotocol"], close["extensions"], close["origin"]),
+            ("chat", "-", "-"),
         )
         self.assertFalse(any("secret" in repr(e) for e in events))
 
@@ -183,7 +190,8 @@ class EchoTests(TestCase):
 
     async def test_verbose_logs_messages(self) -> None:
         """
-        With --verbose each message is logged, truncated.
+        With --verbose each message is logged, truncated, and each
+        connection's opening too.
         """
         with capturedLogs() as events:
             client = await self.connect(EchoSettings(verbose=True))
@@ -196,3 +204,5 @@ class EchoTests(TestCase):
         self.assertEqual((message["kind"], message["size"]), ("text", 1000))
         self.assertEqual(message["preview"], "a" * 120)
         self.assertEqual(client.received, [(b"a" * 1000, False)])
+        [opened] = [e for e in events if e.get("log_format", "").startswith("open ")]
+        self.assertEqual(opened["peer"], self.servers[-1].peer)

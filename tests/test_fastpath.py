@@ -5,6 +5,7 @@ order, and that whatever it does not take still gets Autobahn's answer.
 """
 
 import os
+import socket
 import threading
 
 import pytest
@@ -82,6 +83,53 @@ def test_many_frames_in_one_read(daemon) -> None:
             assert client.read_frame() == (expected, payload)
         client.send(masked(CLOSE, (1000).to_bytes(2, "big")))
         assert client.close_code() == 1000
+
+
+def test_frames_cut_across_reads(daemon) -> None:
+    """
+    Frames that arrive in pieces (header, mask and payload cut anywhere)
+    come back whole: binary ones kept by the fast path until whole, text
+    ones left to Autobahn.
+    """
+    messages = [
+        (BINARY, os.urandom(1000)),
+        (TEXT, "été ".encode() * 100),
+        (BINARY, os.urandom(200)),
+        (BINARY, b"x"),
+    ]
+    data = b"".join(masked(opcode, payload) for opcode, payload in messages)
+    with RawClient(daemon.port) as client:
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Piece by piece, unbuffered: the server most likely reads them
+        # apart, and however it reads them the echoes must be right.
+        for cut in (1, 2, 5, 7, 300, 1003, 1500):
+            client.send(data[:cut])
+            data = data[cut:]
+        client.send(data)
+        for message in messages:
+            assert client.read_frame() == message
+
+
+def test_large_frames_with_64_bit_lengths(tmp_path) -> None:
+    """
+    Binary frames past 64 KiB (64-bit lengths), many reads each, are
+    echoed; one over --max-frame-size gets 1009.
+    """
+    port = free_port()
+    daemon = start_daemon(
+        tmp_path, port, "--port", str(port), "--max-frame-size", "300000"
+    )
+    try:
+        with RawClient(port) as client:
+            for size in (65536, 300_000):
+                payload = os.urandom(size)
+                client.send(masked(BINARY, payload))
+                assert client.read_frame() == (BINARY, payload)
+            client.send(masked(BINARY, os.urandom(300_001)))
+            assert client.close_code() == 1009
+    finally:
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.whole_log()
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,10 @@ def test_haproxy_balances_and_drains(tmp_path) -> None:
     haproxy = require("haproxy")
     front, first, second = free_port(), free_port(), free_port()
     daemons = [
-        start_daemon(tmp_path, port, "--port", str(port), "--trust-proxy", "1")
+        # --verbose: the daemons log each connection as it opens.
+        start_daemon(
+            tmp_path, port, "--port", str(port), "--trust-proxy", "1", "--verbose"
+        )
         for port in (first, second)
     ]
     config = tmp_path / "haproxy.cfg"

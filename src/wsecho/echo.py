@@ -53,6 +53,10 @@ VERBOSE_PREVIEW = 120
 FIN_TEXT = 0x81
 FIN_BINARY = 0x82
 
+# How much is read from a socket at a time, and how much may wait in a
+# connection's write buffer before the echo stops reading from its client.
+READ_SIZE = 256 * 1024
+
 # Up to this size a payload is unmasked with Python's integers: Autobahn's C
 # masker costs 3 us a call whatever the size, the integers 0.4 us at 32
 # bytes and as much as the C masker at 1 KiB.
@@ -162,7 +166,8 @@ class EchoServerProtocol(WebSocketServerProtocol):
     It is also the producer for its own transport: an echo writes as much
     as it reads, so a client that sends without reading would fill the
     server's memory with its echoes. When the transport's write buffer
-    passes its high-water mark (Twisted's C{bufferSize}, 64 KiB) the
+    passes its high-water mark (Twisted's C{bufferSize}, which we
+    set to READ_SIZE) the
     transport pauses us and we stop reading from the socket; once the buffer
     has drained it resumes us and we read again. The kernel's buffers then
     push back on the client. A client still paused after the slow-client
@@ -182,6 +187,10 @@ class EchoServerProtocol(WebSocketServerProtocol):
     counted = True
     _tally: Any = None
     _fast_limit = 0
+    logOctets: bool  # Autobahn's, set from the factory
+    # The start of a frame the fast path waits to have whole.
+    _pending: bytearray | None = None
+    _write_echo: Callable[[bytes], None] | None = None
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # The first of the client's offers we speak, in the client's order of
@@ -191,6 +200,21 @@ class EchoServerProtocol(WebSocketServerProtocol):
             if protocol in self.factory.subprotocols:
                 return protocol  # type: ignore[no-any-return]
         return None
+
+    def _connectionMade(self) -> None:
+        # Autobahn copies the factory's options onto each new protocol, then
+        # pretty-prints them all for a debug message that is built whether
+        # debug logging is on or not: a quarter of a handshake's time. Copy
+        # them here, and leave Autobahn nothing to copy or print.
+        factory = self.factory
+        for name in self.CONFIG_ATTRS:
+            if not hasattr(self, name):
+                setattr(self, name, getattr(factory, name))
+        cast(Any, self).CONFIG_ATTRS = ()
+        try:
+            super()._connectionMade()
+        finally:
+            del cast(Any, self).CONFIG_ATTRS
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -202,6 +226,10 @@ class EchoServerProtocol(WebSocketServerProtocol):
         transport.unregisterProducer()
         transport.registerProducer(self, True)
         self.factory.connected(self)
+        # Twisted reads 64 KiB at a time: a 64 KiB message then takes two
+        # reads and two passes here. asyncio reads 256 KiB; so do we. It is
+        # also the write buffer's high-water mark (see the class docstring).
+        transport.bufferSize = READ_SIZE
         if can_send_now(transport):
             self._write_echo = lambda data: send_now(transport, data)
         else:
@@ -212,6 +240,27 @@ class EchoServerProtocol(WebSocketServerProtocol):
         self._fast_limit = min(
             factory.max_message_size, factory.max_frame_size or factory.max_message_size
         )
+
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    ) -> None:
+        # What Autobahn writes itself (the handshake's answer, control
+        # frames, messages the fast path leaves) goes out at once too.
+        if (
+            sync
+            or chopsize
+            or self.send_queue
+            or self.logOctets
+            or not self._write_echo
+        ):
+            super().sendData(data, sync, chopsize)
+            return
+        self._write_echo(data)
+        stats = self.trafficStats
+        if self.state == self.STATE_OPEN:
+            stats.outgoingOctetsWireLevel += len(data)
+        elif self.state == self.STATE_CONNECTING:
+            stats.preopenOutgoingOctetsWireLevel += len(data)
 
     def pauseProducing(self) -> None:
         # TCP transports stop reading; TLS passes it on to the TCP one.
@@ -262,20 +311,26 @@ class EchoServerProtocol(WebSocketServerProtocol):
             self.dropConnection(abort=True)
 
     def onOpen(self) -> None:
+        # Logged when the connection closes, in one line with the rest (a
+        # log line costs a handshake a tenth of its time); --verbose logs
+        # the opening too.
         self._opened = True
         self._opened_at = time.monotonic()
-        self._log.info(
-            "open {peer} client={client} origin={origin} "
-            "subprotocol={subprotocol} extensions={extensions}",
-            peer=self.peer,
-            client=self.client_address,
-            origin=self.http_headers.get("origin", "-"),
-            subprotocol=self.websocket_protocol_in_use or "-",
-            extensions=",".join(
+
+    def _described(self) -> dict[str, Any]:
+        """
+        What the log says of a connection: where from, and what was agreed.
+        """
+        return {
+            "peer": self.peer,
+            "client": self.client_address,
+            "origin": self.http_headers.get("origin", "-"),
+            "subprotocol": self.websocket_protocol_in_use or "-",
+            "extensions": ",".join(
                 e.EXTENSION_NAME for e in self.websocket_extensions_in_use
             )
             or "-",
-        )
+        }
 
     def onMessageFrame(self, payload: Any) -> None:  # a frame's chunks
         # Autobahn keeps a message as a list of its frames' chunks, some
@@ -309,20 +364,27 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Echo the small whole messages at the start of C{data} here, and hand
-        the rest to Autobahn.
+        Echo the whole single-frame messages at the start of C{data} here,
+        and hand the rest to Autobahn.
 
-        Most messages are a single frame of a few bytes to a few KiB, and
-        Autobahn's frame machinery (a header object, a masker object, a
-        UTF-8 validator object, eight callbacks and their debug logging)
-        costs a 32-byte echo two thirds of its time. This path takes
-        unfragmented text and binary frames up to 64 KiB, whole in
-        C{data}, within the size limit, on a connection without
-        permessage-deflate that is open and not in the middle of a frame
-        or message. It checks what Autobahn would (masking, RSV bits,
-        minimal length, UTF-8) and leaves anything else, invalid frames
-        included, to Autobahn, which answers them with the right close code.
+        Most messages are a single frame, and Autobahn's frame machinery (a
+        header object, a masker object, a UTF-8 validator object, eight
+        callbacks and their debug logging) costs a 32-byte echo two thirds
+        of its time. This path takes unfragmented text and binary frames
+        within the size limits, on an open connection without
+        permessage-deflate, between messages. It checks what Autobahn would
+        (masking, RSV bits, opcode, minimal length, UTF-8) and leaves
+        anything else, invalid frames included, to Autobahn, which answers
+        them with the right close code.
+
+        A binary frame cut across reads is kept until it is whole (bounded
+        by the size limit, as Autobahn's buffer is); a text frame cut across
+        reads goes to Autobahn, which validates its UTF-8 as it arrives and
+        fails an invalid one before the rest is sent.
         """
+        if self._pending is not None:
+            self._pending += data
+            data, self._pending = self._pending, None  # type: ignore[assignment]
         if (
             self.state != self.STATE_OPEN
             or self.data
@@ -337,27 +399,50 @@ class EchoServerProtocol(WebSocketServerProtocol):
         limit = self._fast_limit
         tally = self._tally
         at = 0
+        wait = False  # for the rest of a frame that is ours to echo
         replies = []
-        while size - at >= 6:
+        while at < size:
             first = data[at]
             if first != FIN_TEXT and first != FIN_BINARY:
+                break
+            if size - at < 2:
+                wait = True
                 break
             length = data[at + 1] ^ 0x80  # the mask bit must be set
             if length < 126:
                 start = at + 6
                 header = bytes((first, length))
-            elif length == 126 and size - at >= 8:
+            elif length == 126:
+                start = at + 8
+                if size < start:
+                    wait = True
+                    break
                 length = (data[at + 2] << 8) | data[at + 3]
                 if length < 126:
                     break  # not minimal: a protocol error, Autobahn's to answer
-                start = at + 8
                 header = bytes((first, 126)) + data[at + 2 : at + 4]
+            elif length == 127:
+                start = at + 14
+                if size < start:
+                    wait = True
+                    break
+                length = int.from_bytes(data[at + 2 : at + 10], "big")
+                if length < 65536:
+                    break  # not minimal (or over 2**63)
+                header = bytes((first, 127)) + data[at + 2 : at + 10]
             else:
-                break  # unmasked, 64-bit length, or a header cut short
+                break  # unmasked
+            if length > limit:
+                break  # Autobahn answers 1009
             end = start + length
-            if end > size or length > limit:
+            if end > size:
+                wait = first == FIN_BINARY or size < start
                 break
-            payload = unmask(data[start:end], data[start - 4 : start])
+            mask = bytes(data[start - 4 : start])  # data may be a bytearray
+            if length > SMALL_PAYLOAD:  # unmasked without a copy first
+                payload = unmask(memoryview(data)[start:end], mask)
+            else:
+                payload = unmask(data[start:end], mask)
             if first == FIN_TEXT and not valid_utf8(payload):
                 break
             replies.append(header)
@@ -379,7 +464,11 @@ class EchoServerProtocol(WebSocketServerProtocol):
             if tally is not None:
                 tally.latency(time.perf_counter() - began, count)
         if at < size:
-            self._dataReceived(data[at:] if at else data)
+            rest = data[at:] if at else data
+            if wait:
+                self._pending = bytearray(rest)
+            else:
+                self._dataReceived(rest)
 
     def echo(self, payload: bytes, isBinary: bool) -> None:
         if len(payload) > self.factory.max_message_size:
@@ -409,11 +498,11 @@ class EchoServerProtocol(WebSocketServerProtocol):
         # whether the closing handshake completed, and what went through.
         stats = self.trafficStats
         self._log.info(
-            "close {peer} code={code} reason={reason!r} clean={clean} "
-            "duration={duration:.3f} received={received} sent={sent}",
-            peer=self.peer,
-            client=self.client_address,
-            origin=self.http_headers.get("origin", "-"),
+            "close {peer} client={client} code={code} reason={reason!r} "
+            "clean={clean} duration={duration:.3f} received={received} "
+            "sent={sent} origin={origin} subprotocol={subprotocol} "
+            "extensions={extensions}",
+            **self._described(),
             code=code,
             reason=reason or "",
             clean=wasClean,
@@ -448,6 +537,14 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._dataReceived(data)
+
+    def onOpen(self) -> None:
+        super().onOpen()
+        self._log.info(
+            "open {peer} client={client} origin={origin} "
+            "subprotocol={subprotocol} extensions={extensions}",
+            **self._described(),
+        )
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         preview: Any = payload[:VERBOSE_PREVIEW]
