@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from picows import WSListener, WSMsgType, WSTransport, ws_connect
+from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class Echoer(WSListener):
             self.stats.errors.append(error)
         if not self.done.done():
             self.done.set_result(None)
-            self.transport.send_close()
+            self.transport.send_close(WSCloseCode.OK)
             self.transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -294,7 +294,7 @@ class Handshaker(WSListener):
         self.done = asyncio.get_running_loop().create_future()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        transport.send_close()
+        transport.send_close(WSCloseCode.OK)
 
     def on_ws_frame(self, transport: WSTransport, frame) -> None:
         if frame.msg_type == WSMsgType.CLOSE:
@@ -323,7 +323,7 @@ async def handshakes(url: str, scenario: Scenario, seconds: float) -> dict:
                     Handshaker, url, websocket_handshake_timeout=30
                 )
                 await asyncio.wait_for(listener.done, 30)
-            except Exception as e:  # noqa: BLE001 - reported, not raised
+            except Exception as e:
                 errors.append(repr(e))
 
     await asyncio.gather(*(one_by_one() for _ in range(scenario.connections)))
@@ -372,7 +372,7 @@ async def idle(url: str, scenario: Scenario, seconds: float, pid: int) -> dict:
     Open C{connections} connections, 100 at a time, and leave them idle;
     the server's resident memory before and after gives its cost of one.
     """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     before = rss(pid)
     began = time.perf_counter()
@@ -383,11 +383,11 @@ async def idle(url: str, scenario: Scenario, seconds: float, pid: int) -> dict:
     async def opener() -> None:
         for _ in queue:
             try:
-                transport, listener = await ws_connect(
+                _, listener = await ws_connect(
                     Idle, url, websocket_handshake_timeout=60
                 )
                 listeners.append(listener)
-            except Exception as e:  # noqa: BLE001 - reported, not raised
+            except Exception as e:
                 errors.append(repr(e))
 
     await asyncio.wait_for(

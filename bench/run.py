@@ -82,7 +82,10 @@ def gorilla_binary(build_dir: Path) -> tuple[str | None, str]:
     if go is None:
         return None, "no go (Debian: golang-go)"
     if not (gocode / "src/github.com/gorilla/websocket").is_dir():
-        return None, "no gorilla/websocket (Debian: golang-github-gorilla-websocket-dev)"
+        return (
+            None,
+            "no gorilla/websocket (Debian: golang-github-gorilla-websocket-dev)",
+        )
     build_dir.mkdir(parents=True, exist_ok=True)
     binary = build_dir / "gorilla-echo"
     env = dict(
@@ -113,7 +116,12 @@ def peers(build_dir: Path) -> list[Peer]:
         Peer(
             "gorilla",
             [gorilla or "-", "-listen", "127.0.0.1:{port}"],
-            deflate_command=[gorilla or "-", "-listen", "127.0.0.1:{port}", "-compress"],
+            deflate_command=[
+                gorilla or "-",
+                "-listen",
+                "127.0.0.1:{port}",
+                "-compress",
+            ],
             env={"GOMAXPROCS": "1"},
             missing=why,
         ),
@@ -183,7 +191,9 @@ def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
         if FIGURES[scenario][0] in ("rate", "mb_per_s", "p99_ms") and scenario != "S5":
             # Warm up: the first messages load code, fill caches.
             subprocess.run(
-                pinned(args.load_cpu, [*load, "--scenario", scenario, "--seconds", "0.3"]),
+                pinned(
+                    args.load_cpu, [*load, "--scenario", scenario, "--seconds", "0.3"]
+                ),
                 capture_output=True,
                 timeout=120,
                 check=True,
@@ -242,7 +252,7 @@ def machine() -> dict:
     for package in ("wsecho", "twisted", "autobahn", "websockets", "picows"):
         try:
             versions[package] = version(package)
-        except Exception:  # noqa: BLE001 - not installed
+        except Exception:
             versions[package] = "-"
     go = shutil.which("go")
     if go:
@@ -302,9 +312,15 @@ def write_table(table: dict, peer_names: list[str], path: Path, command: str) ->
                 cells.append(number(row[name]))
         rows.append(cells)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda char: "+" + "+".join(char * (w + 2) for w in widths) + "+"  # noqa: E731
+
+    def line(char: str) -> str:
+        return "+" + "+".join(char * (w + 2) for w in widths) + "+"
+
+    def fmt(cells: list[str]) -> str:
+        padded = (c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
     out = [line("-")]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     out.append(fmt(header))
     out.append(line("="))
     for cells in rows:
@@ -334,7 +350,9 @@ def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> s
                 continue
             more_is_better = FIGURES[scenario][2]
             ratios.append(value / base if more_is_better else base / value)
-        xs = [x + (i - (len(peer_names) - 1) / 2) * width for x in range(len(scenarios))]
+        xs = [
+            x + (i - (len(peer_names) - 1) / 2) * width for x in range(len(scenarios))
+        ]
         ax.bar(xs, ratios, width, label=name)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(scenarios)))
@@ -382,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     # S6 needs some 10,000 descriptors on each side.
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     everyone = peers(args.out / "build")
@@ -410,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 try:
                     result = measure(peer, scenario, args)
-                except Exception as e:  # noqa: BLE001 - reported below
+                except Exception as e:
                     failures.append(f"{peer.name} {scenario}: {e}")
                     print(f"bench: {peer.name} {scenario}: FAILED {e}", flush=True)
                     continue
@@ -424,9 +442,18 @@ def main(argv: list[str] | None = None) -> int:
                     + (f"  PROBLEM: {'; '.join(found)}" if found else ""),
                     flush=True,
                 )
-                runs.append({"round": round_, "peer": peer.name, "scenario": scenario, "result": result})
+                runs.append(
+                    {
+                        "round": round_,
+                        "peer": peer.name,
+                        "scenario": scenario,
+                        "result": result,
+                    }
+                )
     table = summarize(runs, names, scenarios)
-    command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/run.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     info = machine()
     report = {
         "command": command.strip(),
