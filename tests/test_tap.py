@@ -372,6 +372,26 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertIs(factory.protocol, expected)
 
 
+    def test_workers_make_a_pool(self) -> None:
+        """
+        --workers 2 makes the parent of two workers, which passes them the
+        command line as given and listens where it says; --workers 1 (the
+        default) is the plain service.
+        """
+        from wsecho.workers import WorkerPool
+
+        options = parse("--workers", "2", "--port", "9000")
+        pool = makeService(options, reactor=MemoryReactor())
+        self.assertIsInstance(pool, WorkerPool)
+        self.assertEqual(pool.count, 2)
+        self.assertEqual(pool.arguments, ["--workers", "2", "--port", "9000"])
+        self.assertEqual(pool.descriptions, ["tcp:9000:interface=127.0.0.1"])
+        self.assertNotIsInstance(makeService(parse(), MemoryReactor()), WorkerPool)
+        from_environment = Options(environ={"WSECHO_WORKERS": "3"})
+        from_environment.parseOptions([])
+        self.assertEqual(from_environment["workers"], 3)
+
+
 class PortInUseTests(TestCase):
     async def test_port_in_use(self) -> None:
         """

@@ -63,13 +63,15 @@ def _seconds(value: str) -> float:
     return number
 
 
-def _count(option: str) -> Callable[[str], Any]:
+def _count(option: str, minimum: int = 0) -> Callable[[str], Any]:
     def parse(value: str) -> int:
         number = int(value)
-        if number < 0:
+        if number < minimum:
             raise ValueError(value)
         return number
 
+    if minimum:
+        return _coercer(option, parse, f"a whole number, at least {minimum}.")
     return _coercer(option, parse, "a whole number, 0 for no limit.")
 
 
@@ -226,6 +228,14 @@ class Options(usage.Options):
             ),
         ],
         [
+            "workers",
+            None,
+            1,
+            "Worker processes accepting on the same listeners, for as many "
+            "cores; a worker that dies is started again.",
+            _count("workers", minimum=1),
+        ],
+        [
             "shutdown-timeout",
             None,
             10.0,
@@ -238,16 +248,22 @@ class Options(usage.Options):
     # whitespace-separated values.
     repeatable = ("listen", "allowed-origin", "subprotocol", "trust-proxy")
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, check_listen: bool = True
+    ) -> None:
         super().__init__()
         self._environ = os.environ if environ is None else environ
+        self._check_listen = check_listen
         for name in self.repeatable:
             self[name] = []
+        # The command line as given, for the workers of --workers.
+        self.arguments: list[str] = []
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         if options is None:
             options = sys.argv[1:]
         options = list(options)
+        self.arguments = options
         super().parseOptions(self._from_environment(options) + options)
 
     def _from_environment(self, given: list[str]) -> list[str]:
@@ -275,7 +291,7 @@ class Options(usage.Options):
                 these = _environment_arguments(variable, name, value, is_flag)
                 if name in self.repeatable and not these:
                     continue
-                probe = Options(environ={})
+                probe = Options(environ={}, check_listen=self._check_listen)
                 probe.postOptions = lambda: None  # type: ignore[method-assign]
                 try:
                     probe.parseOptions(these)
@@ -289,7 +305,8 @@ class Options(usage.Options):
         from twisted.internet import reactor
 
         try:
-            endpoints.serverFromString(reactor, description)
+            if self._check_listen:
+                endpoints.serverFromString(reactor, description)
         except Exception as e:
             # A bad string, an unknown type, an unreadable certificate or a
             # systemd socket that was not passed: all are the user's to fix.
@@ -405,13 +422,15 @@ class EchoService(MultiService):
     def _take_signals(self) -> None:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._on_signal)
-        if self.tls:
-            signal.signal(signal.SIGHUP, self._on_hangup)
+        # A reload (systemctl reload) must not kill a daemon without TLS.
+        signal.signal(signal.SIGHUP, self._on_hangup)
 
     def _on_hangup(self, number: int, frame: Any) -> None:
         self._reactor.callFromThread(self.reload_tls)
 
     def reload_tls(self) -> None:
+        if not self.tls:
+            self._log.info("SIGHUP: no TLS files to reload")
         for tls in self.tls:
             tls.reload()
 
@@ -465,6 +484,16 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
         from twisted.internet import reactor as default_reactor
 
         reactor = cast(IReactorCore, default_reactor)
+    if options["workers"] > 1:
+        from .workers import WorkerPool
+
+        return WorkerPool(
+            options["workers"],
+            options["listen"],
+            options.arguments,
+            options["shutdown-timeout"],
+            reactor,
+        )
     site = make_site(options.settings())
     parent = EchoService(site, options["shutdown-timeout"], reactor)
     for description in options["listen"]:

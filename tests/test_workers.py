@@ -1,0 +1,160 @@
+"""
+C{--workers N}: worker processes sharing the listeners under one parent,
+run as users run them, with C{twistd -n wsecho}.
+"""
+
+import contextlib
+import os
+import re
+import signal
+import ssl
+import time
+
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from helpers import (
+    DEADLINE,
+    Daemon,
+    assert_echoes,
+    free_port,
+    make_certificates,
+    start_daemon,
+)
+
+
+def start_workers(tmp_path, port: int, count: int, *args: str) -> tuple[Daemon, dict]:
+    """
+    Start twistd with C{count} workers; return it and the workers' pids by
+    number, once each worker listens.
+    """
+    if "--listen" not in args:
+        args = ("--port", str(port), *args)
+    daemon = start_daemon(tmp_path, port, "--workers", str(count), *args)
+    pids = {}
+    while len(pids) < count:
+        line = daemon.wait_for("started: pid ")
+        number, pid = re.search(r"worker (\d+) started: pid (\d+)", line).groups()
+        pids[int(number)] = int(pid)
+    listening = 0
+    while listening < count:
+        listening += "worker=" in daemon.wait_for(" starting on ")
+    return daemon, pids
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" not in status.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_serve_and_are_restarted(tmp_path) -> None:
+    """
+    Two workers accept on the parent's socket; one killed is started
+    again, and the other serves meanwhile. Their log lines come out of the
+    parent's log, marked with their number.
+    """
+    port = free_port()
+    daemon, pids = start_workers(tmp_path, port, 2)
+    try:
+        assert all(running(pid) for pid in pids.values())
+        for _ in range(10):
+            assert_echoes(port)
+        line = daemon.wait_for(" close tcp4:127.0.0.1:")
+        assert re.search(r"\[wsecho\.echo\.EchoServerProtocol#info worker=[12]\]", line)
+
+        os.kill(pids[1], signal.SIGKILL)
+        line = daemon.wait_for("worker 1 died")
+        assert "(signal 9)" in line
+        assert_echoes(port)  # worker 2, alone for now
+        line = daemon.wait_for("worker 1 started: pid ")
+        restarted = int(line.rsplit(" ", 1)[1])
+        assert restarted != pids[1] and running(restarted)
+        while "worker=1" not in daemon.wait_for(" starting on "):
+            pass
+        for _ in range(10):
+            assert_echoes(port)
+    finally:
+        assert daemon.stop() == 0
+    log = daemon.whole_log()
+    assert "worker 1 ended (exit code 0)" in log
+    assert "worker 2 ended (exit code 0)" in log
+    assert "Traceback" not in log
+    assert not running(pids[2]) and not running(restarted)
+
+
+def test_sigterm_drains_every_worker(tmp_path) -> None:
+    """
+    SIGTERM to the parent reaches the workers: their clients get 1001 and
+    the parent exits 0 once all have ended.
+    """
+    port = free_port()
+    daemon, pids = start_workers(tmp_path, port, 2)
+    with contextlib.ExitStack() as stack:
+        clients = [
+            stack.enter_context(
+                connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE)
+            )
+            for _ in range(8)
+        ]
+        for client in clients:
+            client.send("hi")
+            assert client.recv(timeout=DEADLINE) == "hi"
+        daemon.terminate()
+        for client in clients:
+            try:
+                client.recv(timeout=DEADLINE)
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1001
+            else:
+                raise AssertionError("the connection stayed open")
+    assert daemon.process.wait(DEADLINE) == 0
+    end = time.monotonic() + DEADLINE
+    while any(running(pid) for pid in pids.values()):
+        assert time.monotonic() < end, "a worker outlived the parent"
+        time.sleep(0.05)
+
+
+def test_workers_with_tls_reload_on_sighup(tmp_path) -> None:
+    """
+    Workers serve an ssl: listener too, and reload its files when the
+    parent gets SIGHUP.
+    """
+    paths = make_certificates(tmp_path)
+    port = free_port()
+    listen = (
+        f"ssl:{port}:interface=127.0.0.1:privateKey={paths['key']}"
+        f":certKey={paths['cert']}"
+    )
+    daemon, _ = start_workers(tmp_path, port, 2, "--listen", listen)
+    try:
+        context = ssl.create_default_context(cafile=str(paths["ca"]))
+        for _ in range(4):
+            with connect(
+                f"wss://127.0.0.1:{port}/socket", ssl=context, open_timeout=DEADLINE
+            ) as ws:
+                ws.send("secure")
+                assert ws.recv(timeout=DEADLINE) == "secure"
+        daemon.process.send_signal(signal.SIGHUP)
+        reloaded = {daemon.wait_for("reloaded") for _ in range(2)}
+        assert {re.search(r"worker=(\d)", line).group(1) for line in reloaded} == {
+            "1",
+            "2",
+        }
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_workers_option_is_checked(tmp_path) -> None:
+    """
+    --workers takes a whole number of at least 1; anything else is a usage
+    error naming it.
+    """
+    for value in ("0", "-2", "two"):
+        daemon = Daemon(tmp_path, "--workers", value)
+        assert daemon.process.wait(DEADLINE) != 0
+        log = daemon.whole_log()
+        assert "--workers" in log and "at least 1" in log, log
+        assert "Traceback" not in log
