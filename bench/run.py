@@ -59,6 +59,11 @@ class Peer:
     deflate_command: list[str] | None = None  # for S7, if it differs
     env: dict[str, str] = field(default_factory=dict)
     missing: str = ""  # why it cannot run here
+    # Pinned to the server's core; the --workers peers may use every core
+    # (the load generator's included: there is no other on two cores).
+    pinned: bool = True
+    # Part of a run without --peers.
+    default: bool = True
 
     def argv(self, port: int, scenario: str) -> list[str]:
         command = self.command
@@ -113,6 +118,21 @@ def peers(build_dir: Path) -> list[Peer]:
     script = lambda name: [PYTHON, str(PEERS_DIR / name), "{port}"]  # noqa: E731
     return [
         Peer("wsecho", wsecho),
+        # For --workers: the same on every core, 1 and 2 workers.
+        Peer(
+            "wsecho-unpinned",
+            wsecho,
+            scenarios=("S2", "S4", "S7a"),
+            pinned=False,
+            default=False,
+        ),
+        Peer(
+            "wsecho-2-workers",
+            [*wsecho, "--workers", "2"],
+            scenarios=("S2", "S4", "S7a"),
+            pinned=False,
+            default=False,
+        ),
         Peer(
             "gorilla",
             [gorilla or "-", "-listen", "127.0.0.1:{port}"],
@@ -180,7 +200,7 @@ def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, **peer.env)
     log = open(args.out / "logs" / f"{peer.name}-{scenario}.log", "ab")
     server = subprocess.Popen(
-        pinned(args.server_cpu, peer.argv(port, scenario)),
+        pinned(args.server_cpu if peer.pinned else None, peer.argv(port, scenario)),
         env=env,
         stdout=subprocess.DEVNULL if peer.name == "gorilla" else log,
         stderr=subprocess.DEVNULL if peer.name == "gorilla" else log,
@@ -293,20 +313,22 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def write_table(table: dict, peer_names: list[str], path: Path, command: str) -> None:
+def write_table(table: dict, peer_names: list[str], path: Path) -> None:
     """
-    An RST grid table: each figure, and under it its ratio to wsecho's.
+    An RST grid table: each figure, and its ratio to the first peer's
+    (wsecho's).
     """
     header = ["scenario", *peer_names]
     rows = []
+    first = peer_names[0]
     for scenario, row in table.items():
         label = f"{scenario}: {FIGURES[scenario][1]}"
-        base = row.get("wsecho")
+        base = row.get(first)
         cells = [label]
         for name in peer_names:
             if name not in row:
                 cells.append("n/a")
-            elif base and name != "wsecho":
+            elif base and name != first:
                 cells.append(f"{number(row[name])} ({row[name] / base:.2f}x)")
             else:
                 cells.append(number(row[name]))
@@ -344,7 +366,7 @@ def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> s
         ratios = []
         for scenario in scenarios:
             row = table[scenario]
-            value, base = row.get(name), row.get("wsecho")
+            value, base = row.get(name), row.get(peer_names[0])
             if value is None or not base:
                 ratios.append(0)
                 continue
@@ -359,7 +381,7 @@ def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> s
     ax.set_xticklabels(
         [f"{s}\n{FIGURES[s][1].split(',')[0]}" for s in scenarios], fontsize=8
     )
-    ax.set_ylabel("relative to wsecho (higher is better; wsecho = 1)")
+    ax.set_ylabel(f"relative to {peer_names[0]} (higher is better)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, ncol=len(peer_names))
     fig.tight_layout()
@@ -410,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         if set(wanted) - names:
             parser.error(f"--peers: unknown {', '.join(sorted(set(wanted) - names))}")
         everyone = [p for p in everyone if p.name in wanted]
+    else:
+        everyone = [p for p in everyone if p.default]
     for peer in everyone:
         if peer.missing:
             print(f"bench: skipping {peer.name}: {peer.missing}", flush=True)
@@ -467,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed": time.monotonic() - began,
     }
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-    write_table(table, names, args.out / "results.rst", command)
+    write_table(table, names, args.out / "results.rst")
     title = (
         f"{command.strip()}\n{info['cpu']}, {info['cores']} cores, "
         f"server on core {args.server_cpu}, load on core {args.load_cpu}; "
