@@ -371,7 +371,6 @@ class MakeServiceTests(SynchronousTestCase):
             factory = site.resource.children[b"socket"]._factory
             self.assertIs(factory.protocol, expected)
 
-
     def test_workers_make_a_pool(self) -> None:
         """
         --workers 2 makes the parent of two workers, which passes them the

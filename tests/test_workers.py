@@ -32,13 +32,17 @@ def start_workers(tmp_path, port: int, count: int, *args: str) -> tuple[Daemon, 
         args = ("--port", str(port), *args)
     daemon = start_daemon(tmp_path, port, "--workers", str(count), *args)
     pids = {}
-    while len(pids) < count:
-        line = daemon.wait_for("started: pid ")
-        number, pid = re.search(r"worker (\d+) started: pid (\d+)", line).groups()
-        pids[int(number)] = int(pid)
-    listening = 0
-    while listening < count:
-        listening += "worker=" in daemon.wait_for(" starting on ")
+    try:
+        while len(pids) < count:
+            line = daemon.wait_for("started: pid ")
+            number, pid = re.search(r"worker (\d+) started: pid (\d+)", line).groups()
+            pids[int(number)] = int(pid)
+        listening = 0
+        while listening < count:
+            listening += "worker=" in daemon.wait_for(" starting on ")
+    except BaseException:
+        daemon.stop()
+        raise
     return daemon, pids
 
 

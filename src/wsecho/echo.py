@@ -108,8 +108,9 @@ def send_now(transport: Any, data: bytes) -> None:
 
     Twisted's C{write} only buffers: the data goes out when the reactor next
     finds the socket writable, which costs a turn of the reactor loop and two
-    C{epoll_ctl} calls per echo, a fifth of a small echo's time. asyncio's
-    transports send at once in the same way. This reads Twisted's private
+    C{epoll_ctl} calls per echo: a third of a small echo's time (58,000 to
+    86,000 echoes a second on one core). asyncio's transports send at once
+    in the same way. This reads Twisted's private
     buffer attributes, checked by L{can_send_now}.
     """
     if (
@@ -428,7 +429,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
                     break
                 length = int.from_bytes(data[at + 2 : at + 10], "big")
                 if length < 65536:
-                    break  # not minimal (or over 2**63)
+                    break  # not minimal (past 2**63, over any limit)
                 header = bytes((first, 127)) + data[at + 2 : at + 10]
             else:
                 break  # unmasked
