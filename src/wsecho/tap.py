@@ -417,16 +417,9 @@ class EchoService(MultiService):
 
     def startService(self) -> None:
         _exit_if_cannot_listen(super().startService)
-        self._reactor.callWhenRunning(self._take_signals)
-
-    def _take_signals(self) -> None:
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, self._on_signal)
-        # A reload (systemctl reload) must not kill a daemon without TLS.
-        signal.signal(signal.SIGHUP, self._on_hangup)
-
-    def _on_hangup(self, number: int, frame: Any) -> None:
-        self._reactor.callFromThread(self.reload_tls)
+        self._reactor.callWhenRunning(
+            take_signals, self._reactor, self._on_stop, self.reload_tls
+        )
 
     def reload_tls(self) -> None:
         if not self.tls:
@@ -434,12 +427,12 @@ class EchoService(MultiService):
         for tls in self.tls:
             tls.reload()
 
-    def _on_signal(self, number: int, frame: Any) -> None:
+    def _on_stop(self, number: signal.Signals) -> None:
         if self._stopping:
             return
         self._stopping = True
-        self._log.info("{signal}: shutting down", signal=signal.Signals(number).name)
-        self._reactor.callFromThread(self._reactor.stop)
+        self._log.info("{signal}: shutting down", signal=number.name)
+        self._reactor.stop()
 
     def stopService(self) -> Deferred[None]:
         factory = self._site.echo_factory
@@ -450,6 +443,29 @@ class EchoService(MultiService):
             return factory.drain(self._shutdown_timeout, self._reactor)
 
         return stopped.addCallback(drain)
+
+
+def take_signals(
+    reactor: Any,
+    on_stop: Callable[[signal.Signals], None],
+    on_hangup: Callable[[], None],
+) -> None:
+    """
+    Take SIGTERM and SIGINT (C{on_stop}) and SIGHUP (C{on_hangup}) over from
+    the reactor; both are called in the reactor's thread. twistd then exits
+    0 on a stop signal, not by the signal; and a reload (systemctl reload)
+    does not kill a daemon that has no TLS files to reload.
+    """
+
+    def stop(number: int, frame: Any) -> None:
+        reactor.callFromThread(on_stop, signal.Signals(number))
+
+    def hangup(number: int, frame: Any) -> None:
+        reactor.callFromThread(on_hangup)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, stop)
+    signal.signal(signal.SIGHUP, hangup)
 
 
 def _raise_file_limit() -> None:

@@ -43,7 +43,15 @@ from twisted.logger import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from .tap import (
+    EchoService,
+    Options,
+    _exit_if_cannot_listen,
+    _raise_file_limit,
+    take_signals,
+)
 from .tls import ReloadableTLS, is_tls
+from .web import make_site
 
 # The environment variable that tells a worker which descriptors are its
 # listeners, in the order of the --listen descriptions.
@@ -87,8 +95,6 @@ class WorkerPool(MultiService):
         self.stopping = False
 
     def privilegedStartService(self) -> None:
-        from .tap import _exit_if_cannot_listen, _raise_file_limit
-
         _raise_file_limit()
         _exit_if_cannot_listen(self._listen)
         super().privilegedStartService()
@@ -113,26 +119,23 @@ class WorkerPool(MultiService):
         super().startService()
         for number in range(1, self.count + 1):
             self._start(number)
-        self.reactor.callWhenRunning(self._take_signals)
+        self.reactor.callWhenRunning(
+            take_signals,
+            self.reactor,
+            self._on_stop,
+            lambda: self.signal_workers(signal.SIGHUP),
+        )
 
-    def _take_signals(self) -> None:
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_hangup)
-
-    def _on_signal(self, number: int, frame: Any) -> None:
+    def _on_stop(self, number: signal.Signals) -> None:
         if self.stopping:
             return
         self.stopping = True
         self._log.info(
             "{signal}: shutting down {count} workers",
-            signal=signal.Signals(number).name,
+            signal=number.name,
             count=len(self.workers),
         )
-        self.reactor.callFromThread(self.reactor.stop)
-
-    def _on_hangup(self, number: int, frame: Any) -> None:
-        self.reactor.callFromThread(self.signal_workers, signal.SIGHUP)
+        self.reactor.stop()
 
     def signal_workers(self, number: int) -> None:
         for worker in self.workers.values():
@@ -310,8 +313,6 @@ def worker_service(options: Any, fds: Sequence[int], reactor: Any) -> Any:
     """
     A worker's service: the echo site on the descriptors passed.
     """
-    from .tap import EchoService
-    from .web import make_site
 
     site = make_site(options.settings())
     service = EchoService(site, options["shutdown-timeout"], reactor)
@@ -333,8 +334,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     C{WSECHO_WORKER_FDS}.
     """
     from twisted.internet import reactor
-
-    from .tap import Options
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     fds = [int(fd) for fd in os.environ.pop(FDS_VARIABLE).split(",")]
