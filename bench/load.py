@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import resource
 import sys
 import time
@@ -72,8 +73,6 @@ def payload_for(scenario: Scenario) -> bytes:
         return (words * (scenario.size // len(words) + 1))[: scenario.size]
     half = scenario.size // 2
     pattern = bytes(range(256)) * (half // 256 + 1)
-    import random
-
     noise = random.Random(6455).randbytes(scenario.size - half)
     return noise + pattern[:half]
 
