@@ -17,7 +17,7 @@ from helpers import (
     start_daemon,
     wait_until_stalled,
 )
-from wsecho.echo import SMALL_PAYLOAD, unmask
+from wsecho.frames import SMALL_PAYLOAD, unmask
 
 TEXT, BINARY, CLOSE, PING, PONG = 1, 2, 8, 9, 10
 

@@ -13,33 +13,22 @@ from typing import Any, cast
 
 from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.compress import (
-    PerMessageDeflateOffer,
-    PerMessageDeflateOfferAccept,
-)
 from autobahn.websocket.types import ConnectionRequest
-from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
-    create_xor_masker,
-)
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import connectionDone
-from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._compat import allow_close_code, can_send_now, send_now, write_buffered
+from .budget import DEFAULT_BUDGET, MemoryBudget
+from .deflate import accept_deflate
+from .frames import scan
+from .logs import printable
 from .metrics import Metrics
 
 MiB = 1024 * 1024
-
-# The deflate context kept per connection for compressing echoes: a
-# 2**13-byte window and memLevel 6 take about 64 KiB (zlib's
-# 2**(window+2) + 2**(memLevel+9)) instead of the 256 KiB of zlib's
-# defaults. It is made at a connection's first compressed message. The
-# inflate side is bounded by the message size limit.
-DEFLATE_WINDOW_BITS = 13
-DEFLATE_MEM_LEVEL = 6
 
 # How many chunks of a message are kept apart before they are folded into
 # one buffer (see EchoServerProtocol.onMessageFrame).
@@ -48,87 +37,9 @@ FOLD_CHUNKS = 64
 # How much of a message --verbose shows.
 VERBOSE_PREVIEW = 120
 
-# The first byte of the frames the fast path echoes (see
-# EchoServerProtocol.dataReceived): FIN, no RSV bit, text or binary.
-FIN_TEXT = 0x81
-FIN_BINARY = 0x82
-
 # How much is read from a socket at a time, and how much may wait in a
 # connection's write buffer before the echo stops reading from its client.
 READ_SIZE = 256 * 1024
-
-# Up to this size a payload is unmasked with Python's integers: Autobahn's C
-# masker costs 3 us a call whatever the size, the integers 0.4 us at 32
-# bytes and as much as the C masker at 1 KiB.
-SMALL_PAYLOAD = 1024
-
-
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """
-    Undo a client's masking (RFC 6455, 5.3): C{payload} XOR C{mask}
-    repeated.
-    """
-    size = len(payload)
-    if size > SMALL_PAYLOAD:
-        return create_xor_masker(mask, size).process(payload)  # type: ignore[no-any-return]
-    key = (mask * ((size + 3) >> 2))[:size]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        size, "little"
-    )
-
-
-def valid_utf8(payload: bytes) -> bool:
-    # Python's codec is as strict as RFC 6455 asks (RFC 3629): no
-    # surrogates, no overlong forms, nothing past U+10FFFF.
-    if payload.isascii():
-        return True
-    try:
-        payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def can_send_now(transport: Any) -> bool:
-    """
-    Whether L{send_now} may write to C{transport} itself: a TCP connection
-    with the buffer attributes it reads (TLS and other transports only
-    buffer).
-    """
-    return isinstance(transport, Connection) and all(
-        hasattr(transport, name)
-        for name in ("_tempDataLen", "dataBuffer", "offset", "socket")
-    )
-
-
-def send_now(transport: Any, data: bytes) -> None:
-    """
-    Write C{data} to a TCP connection at once when nothing is waiting before
-    it, and leave the rest to the transport.
-
-    Twisted's C{write} only buffers: the data goes out when the reactor next
-    finds the socket writable, which costs a turn of the reactor loop and two
-    C{epoll_ctl} calls per echo: a third of a small echo's time (58,000 to
-    86,000 echoes a second on one core). asyncio's transports send at once
-    in the same way. This reads Twisted's private
-    buffer attributes, checked by L{can_send_now}.
-    """
-    if (
-        transport._tempDataLen
-        or len(transport.dataBuffer) > transport.offset
-        or transport.disconnecting
-        or not transport.connected
-    ):
-        transport.write(data)
-        return
-    try:
-        sent = transport.socket.send(data)
-    except OSError:
-        # EAGAIN or a broken connection: Twisted's write path sorts out
-        # which, as it would have.
-        sent = 0
-    if sent < len(data):
-        transport.write(data[sent:])
 
 
 @dataclass(frozen=True)
@@ -152,11 +63,17 @@ class EchoSettings:
     max_connections_per_ip: int = 0
     trusted_proxies: Any = None  # a wsecho.web.ProxyTrust, or None
     metrics: bool = True
+    memory_budget: int = DEFAULT_BUDGET
 
 
 # Close codes of our own making.
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
+TRY_AGAIN_LATER = 1013
+# Registered with IANA (bad gateway), and valid in a close frame; Autobahn's
+# list ends at 1013 and fails a peer that sends it with 1002.
+BAD_GATEWAY = 1014
+allow_close_code(BAD_GATEWAY)
 
 
 @implementer(IPushProducer)
@@ -188,10 +105,25 @@ class EchoServerProtocol(WebSocketServerProtocol):
     counted = True
     _tally: Any = None
     _fast_limit = 0
-    logOctets: bool  # Autobahn's, set from the factory
+    # Autobahn's, set from the factory.
+    logOctets: bool
+    closeHandshakeTimeout: float
     # The start of a frame the fast path waits to have whole.
     _pending: bytearray | None = None
+    # How many bytes _pending must have before it is looked at again.
+    _need = 0
+    # Bytes still to come of a frame dropped for the memory budget.
+    _skip = 0
     _write_echo: Callable[[bytes], None] | None = None
+    # The process's memory budget, and what this connection holds of it.
+    _budget: MemoryBudget | None = None
+    _held_message = 0
+    _held_write = 0
+    # Paused by the transport: the client is not reading its echoes.
+    _paused = False
+    # Aborts a connection we closed that its peer keeps open (TLS waits for
+    # the peer's close_notify, which may never come).
+    _abort_timer: IDelayedCall | None = None
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # The first of the client's offers we speak, in the client's order of
@@ -238,6 +170,8 @@ class EchoServerProtocol(WebSocketServerProtocol):
         self._tally = self.factory.metrics.echoes if self.counted else None
         # The largest frame the fast path takes; Autobahn answers larger ones.
         factory = self.factory
+        if factory.budget.limit:
+            self._budget = factory.budget
         self._fast_limit = min(
             factory.max_message_size, factory.max_frame_size or factory.max_message_size
         )
@@ -257,6 +191,8 @@ class EchoServerProtocol(WebSocketServerProtocol):
             super().sendData(data, sync, chopsize)
             return
         self._write_echo(data)
+        if self._paused:
+            self._hold_write()
         stats = self.trafficStats
         if self.state == self.STATE_OPEN:
             stats.outgoingOctetsWireLevel += len(data)
@@ -265,12 +201,20 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def pauseProducing(self) -> None:
         # TCP transports stop reading; TLS passes it on to the TCP one.
+        self._paused = True
         cast(Any, self.transport).pauseProducing()
+        if self._budget is not None:
+            self._hold_write()
         timeout = self.factory.slow_client_timeout
         if timeout and self._slow_timer is None:
             self._slow_timer = self.factory.reactor.callLater(timeout, self._too_slow)
 
     def resumeProducing(self) -> None:
+        # The write buffer is empty (Twisted resumes its producer then).
+        self._paused = False
+        if self._held_write:
+            self._release(self._held_write)
+            self._held_write = 0
         if self._slow_timer is not None:
             self._slow_timer.cancel()
             self._slow_timer = None
@@ -325,7 +269,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
         return {
             "peer": self.peer,
             "client": self.client_address,
-            "origin": self.http_headers.get("origin", "-"),
+            "origin": printable(self.http_headers.get("origin", "-")),
             "subprotocol": self.websocket_protocol_in_use or "-",
             "extensions": ",".join(
                 e.EXTENSION_NAME for e in self.websocket_extensions_in_use
@@ -355,6 +299,14 @@ class EchoServerProtocol(WebSocketServerProtocol):
         self._began = time.perf_counter()
         super().onMessageBegin(isBinary)
 
+    def onMessageEnd(self) -> None:
+        super().onMessageEnd()
+        # The message has been echoed (or refused): it is the write buffer's
+        # now, counted there if the client does not read it.
+        if self._held_message:
+            self._release(self._held_message)
+            self._held_message = 0
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.echo(payload, isBinary)
         if self.state != self.STATE_OPEN:
@@ -363,29 +315,38 @@ class EchoServerProtocol(WebSocketServerProtocol):
         tally.message(isBinary, len(payload))
         tally.latency(time.perf_counter() - self._began)
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes | bytearray) -> None:
         """
-        Echo the whole single-frame messages at the start of C{data} here,
-        and hand the rest to Autobahn.
+        Echo the whole single-frame messages at the start of C{data} here
+        (L{wsecho.frames.scan}), and hand the rest to Autobahn.
 
         Most messages are a single frame, and Autobahn's frame machinery (a
         header object, a masker object, a UTF-8 validator object, eight
         callbacks and their debug logging) costs a 32-byte echo two thirds
-        of its time. This path takes unfragmented text and binary frames
-        within the size limits, on an open connection without
-        permessage-deflate, between messages. It checks what Autobahn would
-        (masking, RSV bits, opcode, minimal length, UTF-8) and leaves
-        anything else, invalid frames included, to Autobahn, which answers
-        them with the right close code.
+        of its time. The fast path runs on an open connection without
+        permessage-deflate, between messages.
 
-        A binary frame cut across reads is kept until it is whole (bounded
-        by the size limit, as Autobahn's buffer is); a text frame cut across
-        reads goes to Autobahn, which validates its UTF-8 as it arrives and
-        fails an invalid one before the rest is sent.
+        A frame of ours cut across reads is kept until it is whole (bounded
+        by the size limit and the memory budget) and looked at again only
+        once it is: a 16 MiB frame dripped in 1 KiB reads costs one pass,
+        not sixteen thousand.
         """
-        if self._pending is not None:
-            self._pending += data
-            data, self._pending = self._pending, None  # type: ignore[assignment]
+        if self._skip:
+            # The rest of a frame whose connection we closed for the budget.
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return
+            data, self._skip = data[self._skip :], 0
+        pending = self._pending
+        if pending is not None:
+            pending += data
+            if not self._hold(len(data)):
+                return
+            if len(pending) < self._need:
+                return
+            self._pending = None
+            self._release(len(pending))
+            data = pending
         if (
             self.state != self.STATE_OPEN
             or self.data
@@ -393,83 +354,102 @@ class EchoServerProtocol(WebSocketServerProtocol):
             or self.inside_message
             or self._perMessageCompress is not None
         ):
-            self._dataReceived(data)
+            if self.state != self.STATE_CLOSED:
+                # Closed, Autobahn would keep what comes for ever.
+                self._dataReceived(cast(bytes, data))
             return
         began = time.perf_counter()
-        size = len(data)
-        limit = self._fast_limit
-        tally = self._tally
-        at = 0
-        wait = False  # for the rest of a frame that is ours to echo
-        replies = []
-        while at < size:
-            first = data[at]
-            if first != FIN_TEXT and first != FIN_BINARY:
-                break
-            if size - at < 2:
-                wait = True
-                break
-            length = data[at + 1] ^ 0x80  # the mask bit must be set
-            if length < 126:
-                start = at + 6
-                header = bytes((first, length))
-            elif length == 126:
-                start = at + 8
-                if size < start:
-                    wait = True
-                    break
-                length = (data[at + 2] << 8) | data[at + 3]
-                if length < 126:
-                    break  # not minimal: a protocol error, Autobahn's to answer
-                header = bytes((first, 126)) + data[at + 2 : at + 4]
-            elif length == 127:
-                start = at + 14
-                if size < start:
-                    wait = True
-                    break
-                length = int.from_bytes(data[at + 2 : at + 10], "big")
-                if length < 65536:
-                    break  # not minimal (past 2**63, over any limit)
-                header = bytes((first, 127)) + data[at + 2 : at + 10]
-            else:
-                break  # unmasked
-            if length > limit:
-                break  # Autobahn answers 1009
-            end = start + length
-            if end > size:
-                wait = first == FIN_BINARY or size < start
-                break
-            mask = bytes(data[start - 4 : start])  # data may be a bytearray
-            if length > SMALL_PAYLOAD:  # unmasked without a copy first
-                payload = unmask(memoryview(data)[start:end], mask)
-            else:
-                payload = unmask(data[start:end], mask)
-            if first == FIN_TEXT and not valid_utf8(payload):
-                break
-            replies.append(header)
-            replies.append(payload)
-            if tally is not None:
-                tally.message(first == FIN_BINARY, length)
-            at = end
-        if at:
+        replies, at, need, count = scan(data, self._fast_limit, self._tally)
+        if replies:
             reply = b"".join(replies)
             self._write_echo(reply)
-            count = len(replies) >> 1
+            if self._paused:
+                self._hold_write()
             stats = self.trafficStats
-            stats.incomingOctetsWireLevel += at
             stats.incomingWebSocketMessages += count
             stats.outgoingOctetsWireLevel += len(reply)
             stats.outgoingWebSocketMessages += count
+            if self._tally is not None and count:
+                self._tally.latency(time.perf_counter() - began, count)
+        if at:
+            self.trafficStats.incomingOctetsWireLevel += at
             if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
                 self._cancelAutoPingTimeoutCall()
-            if tally is not None:
-                tally.latency(time.perf_counter() - began, count)
-        if at < size:
+        if at < len(data):
             rest = data[at:] if at else data
-            if wait:
+            if need:
+                self._need = need
                 self._pending = bytearray(rest)
+                self._hold(len(rest))
             else:
-                self._dataReceived(rest)
+                self._dataReceived(cast(bytes, rest))
+
+    # The memory budget (see wsecho.budget): what this connection holds of
+    # it is what it waits to have whole (a frame, a message) and what its
+    # client leaves unread in the write buffer.
+
+    def _hold(self, size: int) -> bool:
+        """
+        Count C{size} more bytes held; L{False} if the budget closed this
+        connection for them.
+        """
+        budget = self._budget
+        return budget is None or budget.take(self, size)
+
+    def _release(self, size: int) -> None:
+        if self._budget is not None:
+            self._budget.give(self, size)
+
+    def _hold_write(self) -> None:
+        """
+        Echoes wait in the write buffer (we are paused): count what is
+        there until it has drained.
+        """
+        buffered = write_buffered(self.transport)
+        if buffered > self._held_write:
+            more, self._held_write = buffered - self._held_write, buffered
+            self._hold(more)
+
+    def evict(self) -> None:
+        """
+        The memory budget needs what this connection holds: drop it, and
+        close with 1013 (try again later), or at once if the client is not
+        reading (a close frame would only wait behind its echoes).
+        """
+        self._log.info(
+            "closing {client}: memory budget of {budget} bytes reached",
+            client=self.client_address,
+            budget=self.factory.budget.limit,
+        )
+        self._drop_buffers()
+        if self._paused or self.state != self.STATE_OPEN:
+            self.wasClean = False
+            self.wasNotCleanReason = "memory budget reached"
+            self.dropConnection(abort=True)
+            return
+        self.failedByMe = True  # Autobahn ignores the rest of the message
+        self.sendCloseFrame(
+            code=TRY_AGAIN_LATER, reasonUtf8=b"server busy", isReply=False
+        )
+        cast(Any, self).localCloseReason = "server busy"
+
+    def _drop_buffers(self) -> None:
+        if self._pending is not None:
+            self._skip = max(0, self._need - len(self._pending))
+            self._pending = None
+        self.message_data = []
+        self.frame_data = []
+        self._held_message = self._held_write = 0
+        if self._budget is not None:
+            self._budget.give_all(self)
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        # What Autobahn keeps of an unfinished message, after inflation.
+        if self.failedByMe:
+            return
+        self._held_message += len(payload)
+        if self._hold(len(payload)):
+            super().onMessageFrameData(payload)
 
     def echo(self, payload: bytes, isBinary: bool) -> None:
         if len(payload) > self.factory.max_message_size:
@@ -492,7 +472,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
                 "handshake failed {peer}: {reason}",
                 peer=self.peer,
                 client=self.client_address,
-                reason=self.wasNotCleanReason,
+                reason=printable(self.wasNotCleanReason or ""),
             )
             return
         # The seed printed the peer's close code and reason; so do we, with
@@ -516,6 +496,46 @@ class EchoServerProtocol(WebSocketServerProtocol):
             messages_sent=stats.outgoingWebSocketMessages,
         )
 
+    def sendHttpErrorResponse(
+        self, code: int, reason: str, responseHeaders: Any = None
+    ) -> None:
+        # Autobahn puts its reason, which may quote the client's headers, in
+        # the status line: no control character goes back (nor to a log).
+        super().sendHttpErrorResponse(code, printable(reason), responseHeaders)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        """
+        The WebSocket is closed (or failed): its connection slot is free
+        and its pings stop now, not when the peer closes TCP, which a TLS
+        peer may never do (Twisted waits for its close_notify). A connection
+        still open C{--close-handshake-timeout} seconds later is aborted.
+        """
+        closing = self.state != self.STATE_CLOSED
+        super().dropConnection(abort)
+        if not closing:
+            return
+        for name in ("autoPingPendingCall", "autoPingTimeoutCall"):
+            call = getattr(self, name)
+            if call is not None:
+                call.cancel()
+                setattr(self, name, None)
+        self.factory.closed(self)
+        timeout = self.closeHandshakeTimeout
+        if not abort and timeout and self._abort_timer is None:
+            self._abort_timer = self.factory.reactor.callLater(timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self.transport is not None:
+            self._log.info(
+                "{peer}: connection still open {timeout} s after the WebSocket "
+                "closed: aborted",
+                peer=self.peer,
+                client=self.client_address,
+                timeout=self.closeHandshakeTimeout,
+            )
+            cast(Any, self.transport).abortConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         self.stopProducing()
@@ -523,9 +543,21 @@ class EchoServerProtocol(WebSocketServerProtocol):
         # Autobahn leaves the closing-handshake timer running when the peer
         # drops the connection first; it would hold this protocol for
         # --close-handshake-timeout seconds more.
-        if self.closeHandshakeTimeoutCall is not None:
-            self.closeHandshakeTimeoutCall.cancel()
-            self.closeHandshakeTimeoutCall = None
+        for name in ("closeHandshakeTimeoutCall", "_abort_timer"):
+            call = getattr(self, name)
+            if call is not None:  # each is None once it has fired
+                call.cancel()
+                setattr(self, name, None)
+        # Nothing of a closed connection stays: its buffers and zlib
+        # objects go now, and the references that would keep this protocol
+        # in a cycle until a full garbage collection go with them (the
+        # transport's, the sender's, the Deferreds that hold it).
+        self._drop_buffers()
+        self.data = b""
+        self._perMessageCompress = None
+        self._write_echo = None
+        self.is_closed = self.is_open = None
+        self.transport = None
 
 
 class VerboseEchoServerProtocol(EchoServerProtocol):
@@ -536,8 +568,8 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
     message goes through Autobahn's path, which calls onMessage.
     """
 
-    def dataReceived(self, data: bytes) -> None:
-        self._dataReceived(data)
+    def dataReceived(self, data: bytes | bytearray) -> None:
+        self._dataReceived(cast(bytes, data))
 
     def onOpen(self) -> None:
         super().onOpen()
@@ -594,14 +626,18 @@ class EchoServerFactory(WebSocketServerFactory):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Every connection, until its TCP connection is lost; and those
+        # whose WebSocket is not closed yet, which the limits count.
         self.connections: set[EchoServerProtocol] = set()
+        self.slots: set[EchoServerProtocol] = set()
         self.per_address: Counter[str] = Counter()
         self._drained: list[Deferred[None]] = []
         # Set by wsecho.web.EchoResource for the protocol it is about to
         # build: the address it decided the client has.
         self.next_client_address: str | None = None
         self.last_built: EchoServerProtocol | None = None
-        self.metrics = Metrics()
+        self.budget = MemoryBudget(0)
+        self.metrics = Metrics(self.budget)
 
     def buildProtocol(self, addr: Any) -> EchoServerProtocol:
         protocol = cast(EchoServerProtocol, super().buildProtocol(addr))
@@ -617,7 +653,7 @@ class EchoServerFactory(WebSocketServerFactory):
         Why a new connection from C{address} would pass a connection limit,
         or L{None} if it may go ahead.
         """
-        if self.max_connections and len(self.connections) >= self.max_connections:
+        if self.max_connections and len(self.slots) >= self.max_connections:
             return "too many connections"
         per_ip = self.max_connections_per_ip
         if per_ip and self.per_address[address] >= per_ip:
@@ -626,13 +662,19 @@ class EchoServerFactory(WebSocketServerFactory):
 
     def connected(self, protocol: EchoServerProtocol) -> None:
         self.connections.add(protocol)
+        self.slots.add(protocol)
         self.per_address[protocol.client_address] += 1
         self.metrics.connections_open.inc()
 
-    def forget(self, protocol: EchoServerProtocol) -> None:
-        if protocol not in self.connections:
+    def closed(self, protocol: EchoServerProtocol) -> None:
+        """
+        C{protocol}'s WebSocket is closed (its TCP connection may not be
+        yet): it no longer counts against the limits, and is counted as
+        closed.
+        """
+        if protocol not in self.slots:
             return
-        self.connections.remove(protocol)
+        self.slots.remove(protocol)
         if protocol._opened:
             self.metrics.connection_closed(
                 protocol.localCloseCode
@@ -647,6 +689,13 @@ class EchoServerFactory(WebSocketServerFactory):
         self.per_address[protocol.client_address] -= 1
         if not self.per_address[protocol.client_address]:
             del self.per_address[protocol.client_address]
+
+    def forget(self, protocol: EchoServerProtocol) -> None:
+        """
+        C{protocol}'s connection is gone.
+        """
+        self.closed(protocol)
+        self.connections.discard(protocol)
         if self.draining and not self.connections:
             waiting, self._drained = self._drained, []
             for d in waiting:
@@ -687,26 +736,6 @@ class EchoServerFactory(WebSocketServerFactory):
         return done.addCallback(stop_timer)
 
 
-def _accept_deflate(
-    max_message_size: int,
-) -> Callable[[Sequence[Any]], PerMessageDeflateOfferAccept | None]:
-    def accept(offers: Sequence[Any]) -> PerMessageDeflateOfferAccept | None:
-        for offer in offers:
-            if isinstance(offer, PerMessageDeflateOffer):
-                # Honour a client's server_max_window_bits (0: none asked),
-                # but never use a larger window than our own bound.
-                requested = offer.request_max_window_bits or DEFLATE_WINDOW_BITS
-                return PerMessageDeflateOfferAccept(
-                    offer,
-                    window_bits=min(requested, DEFLATE_WINDOW_BITS),
-                    mem_level=DEFLATE_MEM_LEVEL,
-                    max_message_size=max_message_size,
-                )
-        return None
-
-    return accept
-
-
 def make_factory(settings: EchoSettings) -> EchoServerFactory:
     """
     Build the Autobahn factory for the echo at C{/socket}.
@@ -734,6 +763,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
     factory.slow_client_timeout = settings.slow_client_timeout
     factory.max_connections = settings.max_connections
     factory.max_connections_per_ip = settings.max_connections_per_ip
+    factory.budget.limit = settings.memory_budget
     budget = settings.max_message_size + 1
     factory.setProtocolOptions(
         # GET /socket is answered by the resource, not by a status page
@@ -750,7 +780,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
         autoPingTimeout=settings.ping_timeout,
         tcpNoDelay=True,
         perMessageCompressionAccept=(
-            _accept_deflate(budget) if settings.compression else None
+            accept_deflate(budget) if settings.compression else None
         ),
         # Origins are checked by wsecho.web.EchoResource, which answers 403.
         # Both must be given together: a call that omits allowNullOrigin

@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import (
     CounterMetricFamily,
+    GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
@@ -28,6 +29,8 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 from twisted.web import server
 from twisted.web.resource import Resource
+
+from .budget import MemoryBudget
 
 # Bisected with bisect_left: a bucket counts what is <= its bound.
 SIZE_BUCKETS = tuple(float(4**n) for n in range(3, 13))  # 64 B to 16 MiB
@@ -126,15 +129,59 @@ def _cumulative(
     return buckets
 
 
+def code_label(code: int | None) -> str:
+    """
+    A close code as a label: each of RFC 6455's and IANA's (1000-2999) on
+    its own, the codes applications choose (3000-4999) by thousand, so
+    that a client cannot make a series per code.
+    """
+    if not code:
+        return "none"
+    if 3000 <= code <= 4999:
+        return f"{code // 1000}xxx"
+    return str(code)
+
+
+class BudgetCollector:
+    """
+    The memory budget (see L{wsecho.budget}): its limit, what is held of
+    it, and the connections closed to stay within it.
+    """
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self._budget = budget
+
+    def collect(self) -> Iterator[Metric]:
+        budget = self._budget
+        yield GaugeMetricFamily(
+            "wsecho_memory_budget_bytes",
+            "The memory budget for what is held for clients (0: none).",
+            value=budget.limit,
+        )
+        yield GaugeMetricFamily(
+            "wsecho_memory_budget_used_bytes",
+            "Bytes held for clients now: unfinished messages after inflation, "
+            "frames waiting to be whole, unread echoes and HTTP answers.",
+            value=budget.used,
+        )
+        yield CounterMetricFamily(
+            "wsecho_memory_budget_evictions",
+            "Connections closed (1013, or dropped if not reading) to stay "
+            "within the memory budget.",
+            value=budget.evictions,
+        )
+
+
 class Metrics:
     """
     The echo's metrics, in a registry of their own.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, budget: MemoryBudget) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         ProcessCollector(registry=registry)
+        registry.register(BudgetCollector(budget))
         self.connections_open = Gauge(
             "wsecho_connections_open",
             "WebSocket connections open now (opening handshake included).",
@@ -142,8 +189,9 @@ class Metrics:
         )
         self.connections_closed = Counter(
             "wsecho_connections_closed",
-            "WebSocket connections closed, by the close code the peer sent "
-            "(none: dropped without a close frame).",
+            "WebSocket connections closed, by the close code the peer sent, "
+            "or the one the server sent when it closed first (3xxx and 4xxx: "
+            "by thousand; none: dropped without a close frame).",
             ["code"],
             registry=registry,
         )
@@ -166,7 +214,7 @@ class Metrics:
 
     def connection_closed(self, code: int | None, stats: Any, deflate: bool) -> None:
         self.connections_open.dec()
-        self.connections_closed.labels(str(code) if code else "none").inc()
+        self.connections_closed.labels(code_label(code)).inc()
         if deflate:
             for direction, compressed, plain in (
                 (

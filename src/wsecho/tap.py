@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -21,6 +22,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
+from .budget import DEFAULT_BUDGET
 from .echo import EchoSettings, MiB
 from .tls import ReloadableTLS, is_tls
 from .web import ProxyTrust, Site, make_site
@@ -228,6 +230,13 @@ class Options(usage.Options):
             ),
         ],
         [
+            "memory-budget",
+            None,
+            DEFAULT_BUDGET,
+            "Bytes the whole daemon may hold for clients (unfinished messages after inflation, frames waiting to be whole, unread echoes and HTTP answers); past it the largest holder is closed with 1013. Shared out among --workers. 0: no budget.",
+            _count("memory-budget"),
+        ],
+        [
             "workers",
             None,
             1,
@@ -372,6 +381,9 @@ class Options(usage.Options):
             trusted_proxies=ProxyTrust.parse(
                 self["trust-proxy"], self["forwarded-header"]
             ),
+            # With --workers, each worker has its share: the budget is the
+            # daemon's.
+            memory_budget=self["memory-budget"] // self["workers"],
         )
 
 
@@ -405,7 +417,9 @@ class EchoService(MultiService):
         Add a listener for a server endpoint description; C{ssl:} ones
         reload their key and certificate on SIGHUP.
         """
-        service = strports.service(description, self._site, reactor=self._reactor)
+        service = strports.service(
+            with_backlog(description), self._site, reactor=self._reactor
+        )
         if is_tls(description):
             assert isinstance(service, StreamServerEndpointService)
             self.tls.append(ReloadableTLS(description, self._reactor, service.endpoint))
@@ -466,6 +480,36 @@ def take_signals(
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, stop)
     signal.signal(signal.SIGHUP, hangup)
+    # A worker starts with SIGHUP blocked (see WorkerPool._start), so that a
+    # reload while it starts waits for this handler instead of killing it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
+_BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix")
+
+
+def listen_backlog() -> int:
+    """
+    The system's largest listen backlog (Linux's somaxconn), which Go takes
+    for the seed server; Twisted's default of 50 drops connections that
+    arrive in a burst.
+    """
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(int(f.read()), 50)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
+
+
+def with_backlog(description: str) -> str:
+    """
+    C{description} listening with L{listen_backlog}, unless it names a
+    backlog of its own.
+    """
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in _BACKLOG_TYPES or "backlog=" in description:
+        return description
+    return f"{description}:backlog={listen_backlog()}"
 
 
 def _raise_file_limit() -> None:

@@ -9,7 +9,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -22,7 +22,10 @@ from twisted.python.failure import Failure
 from twisted.web import http, server, static
 from twisted.web.resource import Resource
 
+from ._compat import write_buffered
+from .deflate import acceptable_offers
 from .echo import EchoServerFactory, EchoSettings, make_factory
+from .logs import printable
 from .metrics import MetricsResource
 
 # Sent on every HTTP response instead of "TwistedWeb/<version>": version
@@ -111,7 +114,7 @@ def _address(entry: str) -> str:
     try:
         return str(ipaddress.ip_address(entry))
     except ValueError:
-        return entry[:64]
+        return printable(entry[:64])
 
 
 def _forwarded_for(values: Sequence[str], header: str) -> list[str]:
@@ -288,6 +291,12 @@ class EchoResource(WebSocketResource):
                 "(Upgrade: websocket).\n",
             )
         client = self._client_address(request)
+        problem = _not_an_upgrade(request)
+        if problem is not None:
+            self._echo.metrics.refusals.labels("bad_handshake").inc()
+            return self._refuse(
+                request, 400, b"Bad Request", problem + "\n", client, problem
+            )
         origin = _header(request, b"origin")
         if not self._origins.allows(origin, _header(request, b"host")):
             self._echo.metrics.refusals.labels("origin").inc()
@@ -306,6 +315,16 @@ class EchoResource(WebSocketResource):
         if limit is not None:
             self._echo.metrics.refusals.labels(limit.replace(" ", "_")).inc()
             return self._unavailable(request, client, limit)
+        offers = request.requestHeaders.getRawHeaders(b"sec-websocket-extensions")
+        if offers:
+            # Declined, not refused: see wsecho.deflate.acceptable_offers.
+            kept = acceptable_offers([v.decode("latin-1") for v in offers])
+            if kept is None:
+                request.requestHeaders.removeHeader(b"sec-websocket-extensions")
+            else:
+                request.requestHeaders.setRawHeaders(
+                    b"sec-websocket-extensions", [kept.encode("latin-1")]
+                )
         self._echo.next_client_address = client
         try:
             result: int = super().render(request)
@@ -326,6 +345,25 @@ class EchoResource(WebSocketResource):
             client,
             reason,
         )
+
+
+def _not_an_upgrade(request: server.Request) -> str | None:
+    """
+    What makes an upgrade request one that twisted.web read but that RFC
+    6455 4.2.1 refuses; L{None} if nothing does.
+    """
+    if request.clientproto != b"HTTP/1.1":
+        # Autobahn would check, but WebSocketResource hands it the request
+        # rewritten as HTTP/1.1.
+        return "a WebSocket handshake needs HTTP/1.1"
+    length = request.getHeader(b"content-length")
+    if request.getHeader(b"transfer-encoding") is not None or (
+        length is not None and length.strip() != b"0"
+    ):
+        # twisted.web has read the body, and WebSocketResource would pass it
+        # on to the WebSocket as if the client had sent it as frames.
+        return "a WebSocket handshake has no body"
+    return None
 
 
 class Health(Resource):
@@ -351,6 +389,18 @@ class Health(Resource):
 
 
 class _Request(server.Request):
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # The absolute form (GET http://host/socket), which a server must
+        # accept (RFC 9112 3.2.2): its authority is the host (3.3).
+        if path[:1] != b"/" and b"://" in path:
+            parts = urlsplit(path)
+            if parts.scheme.lower() in (b"http", b"https") and parts.netloc:
+                self.requestHeaders.setRawHeaders(b"host", [parts.netloc])
+                path = parts.path or b"/"
+                if parts.query:
+                    path += b"?" + parts.query
+        super().requestReceived(command, path, version)
+
     def render(self, resrc: Resource) -> None:
         self.setHeader(b"Server", SERVER_NAME)
         super().render(resrc)
@@ -361,12 +411,24 @@ class _Channel(http.HTTPChannel):
     An HTTP connection with a deadline for each request: the request line,
     headers and body must all be in before it, however slowly they trickle
     in. The idle timeout restarts with every byte, so it alone lets a
-    slowloris hold a connection for ever, one byte at a time.
+    slowloris hold a connection for ever, one byte at a time. The deadline
+    runs from the TCP connection, so it covers a TLS handshake too; a
+    connection that sent nothing by then (no request, or no TLS handshake)
+    is aborted.
+
+    A connection we close after an answer is aborted if it is still open
+    C{--close-handshake-timeout} seconds later: a client that does not read
+    (or a TLS client that never sends close_notify) would keep it for ever.
+    A client that pipelines requests without reading the answers is not
+    read from while they wait (Twisted reads on), and what waits counts
+    against the memory budget.
     """
 
     _log = Logger()
     site: Site
     _deadline: IDelayedCall | None = None
+    _abort_timer: IDelayedCall | None = None
+    _received = False
     # The WebSocket protocol that took this connection over, if one did.
     upgraded_to: Any = None
 
@@ -388,12 +450,20 @@ class _Channel(http.HTTPChannel):
         self._deadline = None
         if self.transport is None:  # taken over by a WebSocket
             return
+        self.site.echo_factory.metrics.refusals.labels("request_timeout").inc()
+        if not self._received:
+            self._log.info(
+                "{peer} sent no request in {timeout} s: aborted",
+                peer=peer2str(self.transport),
+                timeout=self.site.request_deadline,
+            )
+            cast(Any, self.transport).abortConnection()
+            return
         self._log.info(
             "request from {peer} not complete after {timeout} s: closed",
             peer=peer2str(self.transport),
             timeout=self.site.request_deadline,
         )
-        self.site.echo_factory.metrics.refusals.labels("request_timeout").inc()
         self._answer_and_close(b"408 Request Timeout")
 
     def lineLengthExceeded(self, line: bytes) -> None:
@@ -411,6 +481,29 @@ class _Channel(http.HTTPChannel):
         )
         self.loseConnection()
 
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        timeout = self.site.close_timeout
+        if timeout and self._abort_timer is None and self.transport is not None:
+            self._abort_timer = self.callLater(timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self.transport is not None:
+            self._log.info(
+                "{peer} did not close within {timeout} s of our answer: aborted",
+                peer=peer2str(self.transport),
+                timeout=self.site.close_timeout,
+            )
+            cast(Any, self.transport).abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._received = True
+        super().dataReceived(data)
+        # Needed only for the bytes read with the upgrade request; kept, it
+        # would hold the WebSocket protocol in this channel's cycles.
+        self.upgraded_to = None
+
     def allContentReceived(self) -> None:
         self._disarm()
         super().allContentReceived()
@@ -425,13 +518,44 @@ class _Channel(http.HTTPChannel):
         super().rawDataReceived(data)
 
     def requestDone(self, request: http.Request) -> None:
+        if self._waitingForTransport:
+            # The client is not reading our answers: read no more of its
+            # requests until it has. Twisted resumes reading here, and
+            # pauses only between requests, which pipelined requests never
+            # are.
+            self._networkProducer.pauseProducing()
         # Armed first: requestDone goes on to parse a pipelined request.
         if self.persistent:
             self._arm()
         super().requestDone(request)
 
+    def pauseProducing(self) -> None:
+        super().pauseProducing()
+        budget = self.site.echo_factory.budget
+        if budget.limit:
+            buffered = write_buffered(self.transport) - budget.held(self)
+            if buffered > 0:
+                budget.take(self, buffered)
+
+    def resumeProducing(self) -> None:
+        self.site.echo_factory.budget.give_all(self)
+        super().resumeProducing()
+
+    def evict(self) -> None:
+        # What the budget needs is our unread answers: drop them with us.
+        if self.transport is not None:
+            self._log.info(
+                "{peer}: answers not read, memory budget reached: aborted",
+                peer=peer2str(self.transport),
+            )
+            cast(Any, self.transport).abortConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._disarm()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        self.site.echo_factory.budget.give_all(self)
         super().connectionLost(reason)
 
 
@@ -451,11 +575,13 @@ class Site(server.Site):
         resource: Resource,
         echo_factory: EchoServerFactory,
         request_deadline: float | None = None,
+        close_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.echo_factory = echo_factory
         self.request_deadline = request_deadline
+        self.close_timeout = close_timeout
 
 
 def index_page() -> bytes:
@@ -487,4 +613,11 @@ def make_site(settings: EchoSettings) -> Site:
     options: dict[str, Any] = {}
     if settings.trusted_proxies is not None:
         options["logFormatter"] = _access_log(settings.trusted_proxies)
-    return Site(root, factory, request_deadline=deadline, timeout=None, **options)
+    return Site(
+        root,
+        factory,
+        request_deadline=deadline,
+        close_timeout=settings.close_handshake_timeout or None,
+        timeout=None,
+        **options,
+    )

@@ -49,6 +49,7 @@ from .tap import (
     _exit_if_cannot_listen,
     _raise_file_limit,
     take_signals,
+    with_backlog,
 )
 from .tls import ReloadableTLS, is_tls
 from .web import make_site
@@ -103,7 +104,9 @@ class WorkerPool(MultiService):
         # TCP, TLS, UNIX and systemd endpoints all listen at once: the
         # Deferred has fired when listen() returns.
         for description in self.descriptions:
-            endpoint = endpoints.serverFromString(self.reactor, description)
+            endpoint = endpoints.serverFromString(
+                self.reactor, with_backlog(description)
+            )
             listening = endpoint.listen(_ForTheWorkers())
             port: list[IListeningPort] = []
             listening.addCallback(port.append)
@@ -153,7 +156,16 @@ class WorkerPool(MultiService):
         worker = WorkerProcess(self, number, delay)
         self.workers[number] = worker
         argv = [sys.executable, "-m", "wsecho.workers", *self.arguments]
-        self.reactor.spawnProcess(worker, sys.executable, argv, env=env, childFDs=fds)
+        # The worker inherits a blocked SIGHUP, and unblocks it once its
+        # handler is in place (take_signals): a reload sent while it starts
+        # would otherwise kill it (the default action).
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            self.reactor.spawnProcess(
+                worker, sys.executable, argv, env=env, childFDs=fds
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._log.info(
             "worker {number} started: pid {pid}",
             number=number,

@@ -1,0 +1,119 @@
+"""
+permessage-deflate (RFC 7692) on the server side: which offers to take, and
+with what memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateOfferAccept,
+)
+
+EXTENSION = "permessage-deflate"
+
+# The deflate context kept per connection for compressing echoes: a
+# 2**13-byte window and memLevel 6 take about 64 KiB (zlib's
+# 2**(window+2) + 2**(memLevel+9)) instead of the 256 KiB of zlib's
+# defaults. It is made at a connection's first compressed message. The
+# inflate side is bounded by the message size limit.
+WINDOW_BITS = 13
+MEM_LEVEL = 6
+
+_FLAGS = ("server_no_context_takeover", "client_no_context_takeover")
+_WINDOWS = ("server_max_window_bits", "client_max_window_bits")
+
+
+def _window(value: str) -> int | None:
+    # RFC 7692 7.1.2: 1*DIGIT, no leading zero, 8 to 15.
+    if value.isascii() and value.isdigit() and value[0] != "0":
+        bits = int(value)
+        if 8 <= bits <= 15:
+            return bits
+    return None
+
+
+def _offer(text: str) -> str | None:
+    """
+    One permessage-deflate offer as Autobahn can take it, or L{None} when
+    it has a parameter RFC 7692 does not define, a duplicate, or a bad
+    value, or asks for what zlib cannot do.
+    """
+    name, *params = (p.strip() for p in text.split(";"))
+    if name != EXTENSION:
+        return None
+    seen: set[str] = set()
+    kept = [name]
+    for param in params:
+        key, has_value, value = (s.strip() for s in param.partition("="))
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if key in seen:
+            return None
+        seen.add(key)
+        if key in _FLAGS:
+            if has_value:
+                return None
+            kept.append(key)
+        elif key in _WINDOWS:
+            if not has_value:
+                if key == "server_max_window_bits":
+                    return None
+                kept.append(key)
+                continue
+            bits = _window(value)
+            if bits is None:
+                return None
+            if bits == 8:
+                if key == "server_max_window_bits":
+                    # zlib cannot deflate raw data with a 256-byte window
+                    # (it makes 512): decline, as RFC 7692 lets a server.
+                    return None
+                # The client keeps to 256 bytes; our inflater's larger
+                # window reads that. Autobahn knows only 9 to 15.
+                kept.append(key)
+                continue
+            kept.append(f"{key}={bits}")
+        else:
+            return None
+    return "; ".join(kept)
+
+
+def acceptable_offers(values: Sequence[str]) -> str | None:
+    """
+    The C{Sec-WebSocket-Extensions} header values of a request, reduced to
+    the permessage-deflate offers wsecho can accept, in the client's order;
+    L{None} when none is left. RFC 7692 section 5: a server declines an
+    offer it cannot accept and takes the next one, or none, and still
+    upgrades; Autobahn answers 400 instead.
+    """
+    offers = []
+    for value in values:
+        for text in value.split(","):
+            offer = _offer(text)
+            if offer is not None:
+                offers.append(offer)
+    return ", ".join(offers) or None
+
+
+def accept_deflate(
+    max_message_size: int,
+) -> Callable[[Sequence[Any]], PerMessageDeflateOfferAccept | None]:
+    def accept(offers: Sequence[Any]) -> PerMessageDeflateOfferAccept | None:
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                # Honour a client's server_max_window_bits (0: none asked),
+                # but never use a larger window than our own bound.
+                requested = offer.request_max_window_bits or WINDOW_BITS
+                return PerMessageDeflateOfferAccept(
+                    offer,
+                    window_bits=min(requested, WINDOW_BITS),
+                    mem_level=MEM_LEVEL,
+                    max_message_size=max_message_size,
+                )
+        return None
+
+    return accept
