@@ -44,6 +44,18 @@ async def poll(condition, deadline=DEADLINE, interval=0.01):
         waited += interval
 
 
+def poll_until(condition, deadline: float = DEADLINE, interval: float = 0.05):
+    """
+    Outside the reactor: wait until C{condition()} is true, failing past
+    C{deadline} seconds.
+    """
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"still waiting for {condition} after {deadline}s")
+        time.sleep(interval)
+
+
 def serve(
     test: TestCase, settings: EchoSettings | None = None
 ) -> tuple[int, WrappingFactory]:
@@ -174,6 +186,7 @@ class Daemon:
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         self.terminated = False
+        self._ended = False
         if command is None:
             command = [str(BIN / "twistd"), "-n", "--pidfile=", *twistd, "wsecho"]
             command += args
@@ -218,8 +231,10 @@ class Daemon:
         """
         The whole log, once the process has ended.
         """
-        while line := self.lines.get(timeout=DEADLINE):
-            self.log.append(line)
+        if not self._ended:
+            while line := self.lines.get(timeout=DEADLINE):
+                self.log.append(line)
+            self._ended = True
         return "".join(self.log)
 
     def terminate(self) -> None:
@@ -290,12 +305,18 @@ class RawClient:
     A WebSocket client on a plain socket, to send what no library would.
     """
 
-    def __init__(self, port: int, *extra_headers: str, timeout: float = DEADLINE):
+    def __init__(
+        self,
+        port: int,
+        *extra_headers: str,
+        timeout: float = DEADLINE,
+        host: str | None = None,
+    ):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.reader = self.sock.makefile("rb")
         request = [
             "GET /socket HTTP/1.1",
-            f"Host: 127.0.0.1:{port}",
+            f"Host: {host or f'127.0.0.1:{port}'}",
             "Upgrade: websocket",
             "Connection: Upgrade",
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
@@ -345,6 +366,12 @@ class RawClient:
         return None
 
     def close(self) -> None:
+        # shutdown() first: it also wakes a thread blocked reading, which a
+        # bare close() would leave holding the connection open.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.reader.close()
         self.sock.close()
 
@@ -402,3 +429,28 @@ def wait_until_stalled(progress, total: int, quiet: float = 1.0) -> None:
         elif time.monotonic() - since >= quiet:
             return
     raise AssertionError(f"still progressing after {DEADLINE}s: {last} of {total}")
+
+
+def raw_http(port: int, data: bytes) -> bytes:
+    """
+    Send C{data} on a new connection; what the server sent until it closed.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+        try:
+            s.sendall(data)
+        except OSError:
+            pass  # answered and closed before it read everything
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+    return b"".join(chunks)
+
+
+UPGRADE = (
+    b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+)

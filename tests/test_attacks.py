@@ -14,42 +14,17 @@ import pytest
 
 from helpers import (
     DEADLINE,
+    UPGRADE,
     RawClient,
     assert_echoes,
     frame,
-    free_port,
+    raw_http,
     rss,
-    start_daemon,
     wait_until_stalled,
 )
 
 MiB = 1024 * 1024
 CLOSE_NORMAL = (1000).to_bytes(2, "big")
-
-
-@pytest.fixture
-def run(tmp_path):
-    """
-    Start C{twistd -n wsecho} with the given options on a free port; stop
-    it (exit 0) at the end of the test.
-    """
-    daemons = []
-
-    def start(*options: str):
-        port = free_port()
-        daemon = start_daemon(tmp_path, port, "--port", str(port), *options)
-        daemon.port = port
-        daemon.pid = daemon.process.pid
-        daemons.append(daemon)
-        # Warm up: what the first echo loads is not what an attack costs.
-        assert_echoes(port, os.urandom(65536))
-        return daemon
-
-    yield start
-    for daemon in daemons:
-        assert daemon.stop() == 0, daemon.whole_log()
-        log = daemon.whole_log()
-        assert "Traceback" not in log and "Unhandled" not in log, log
 
 
 def test_client_that_does_not_read_is_not_buffered_for(run) -> None:
@@ -244,30 +219,6 @@ def test_ping_flood(run) -> None:
     assert grown < 8 * MiB, f"peak RSS grew by {grown / MiB:.1f} MiB"
 
 
-def _raw_http(port: int, data: bytes) -> bytes:
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-        try:
-            s.sendall(data)
-        except OSError:
-            pass  # answered and closed before it read everything
-        chunks = []
-        try:
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            pass
-    return b"".join(chunks)
-
-
-UPGRADE = (
-    b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n"
-)
-
-
 @pytest.mark.parametrize(
     "data",
     [
@@ -298,7 +249,7 @@ def test_handshake_abuse(run, data: bytes) -> None:
     connection; other clients are served.
     """
     daemon = run()
-    response = _raw_http(daemon.port, data)
+    response = raw_http(daemon.port, data)
     assert response.split(b" ", 2)[1] in (b"400", b"431"), response[:200]
     assert_echoes(daemon.port)
 

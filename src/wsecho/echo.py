@@ -472,7 +472,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
                 "handshake failed {peer}: {reason}",
                 peer=self.peer,
                 client=self.client_address,
-                reason=printable(self.wasNotCleanReason or ""),
+                reason=self.wasNotCleanReason,
             )
             return
         # The seed printed the peer's close code and reason; so do we, with
@@ -496,12 +496,12 @@ class EchoServerProtocol(WebSocketServerProtocol):
             messages_sent=stats.outgoingWebSocketMessages,
         )
 
-    def sendHttpErrorResponse(
-        self, code: int, reason: str, responseHeaders: Any = None
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
     ) -> None:
-        # Autobahn puts its reason, which may quote the client's headers, in
-        # the status line: no control character goes back (nor to a log).
-        super().sendHttpErrorResponse(code, printable(reason), responseHeaders)
+        # Autobahn's reason may quote the client's headers; it goes into its
+        # log lines and the answer's status line: without control characters.
+        super().failHandshake(printable(reason), code, responseHeaders)
 
     def dropConnection(self, abort: bool = False) -> None:
         """

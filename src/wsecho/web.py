@@ -80,7 +80,10 @@ class OriginPolicy:
         origin = origin.strip()
         if origin.lower() == "null":
             return self.allow_null
-        parts = urlsplit(origin)
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[oops": not an origin
+            return False
         scheme = parts.scheme.lower()
         theirs = _host_and_port(parts.netloc, scheme)
         if theirs is None or parts.path not in ("", "/"):

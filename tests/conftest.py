@@ -1,0 +1,39 @@
+"""
+The fixture the attack tests share: real C{twistd -n wsecho} processes.
+"""
+
+import os
+
+import pytest
+
+from helpers import assert_echoes, free_port, start_daemon
+
+
+@pytest.fixture
+def run(tmp_path):
+    """
+    Start C{twistd -n wsecho} with the given options on a free port (or on
+    C{listen}, a description with C{{port}} in it); stop it (exit 0) at the
+    end of the test, with no traceback in its log.
+    """
+    daemons = []
+
+    def start(*options: str, listen: str | None = None, warm: bool = True):
+        port = free_port()
+        where = ["--listen", listen.format(port=port)] if listen else []
+        daemon = start_daemon(
+            tmp_path, port, *(where or ["--port", str(port)]), *options
+        )
+        daemon.port = port
+        daemon.pid = daemon.process.pid
+        daemons.append(daemon)
+        if warm:
+            # What the first echo loads is not what an attack costs.
+            assert_echoes(port, os.urandom(65536))
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        assert daemon.stop() == 0, daemon.whole_log()
+        log = daemon.whole_log()
+        assert "Traceback" not in log and "Unhandled" not in log, log
