@@ -177,6 +177,18 @@ class OptionsTests(SynchronousTestCase):
             ["10.0.0.0/8", "::1/128", "192.0.2.7/32"],
         )
 
+    def test_memory_budget(self) -> None:
+        """
+        --memory-budget is a byte count (default 256 MiB, 0: none), shared
+        out among --workers; anything else is a usage error naming it.
+        """
+        self.assertEqual(parse().settings().memory_budget, 256 * 1024 * 1024)
+        self.assertEqual(parse("--memory-budget", "0").settings().memory_budget, 0)
+        shared = parse("--memory-budget", "1000", "--workers", "3").settings()
+        self.assertEqual(shared.memory_budget, 333)
+        self.assertUsageError(["--memory-budget", "-1"], "--memory-budget")
+        self.assertUsageError(["--memory-budget", "lots"], "--memory-budget")
+
     def test_bad_limits_and_proxies(self) -> None:
         """
         Bad limits and proxy settings are usage errors naming the option.
@@ -293,6 +305,7 @@ class OptionsTests(SynchronousTestCase):
             "--ping-timeout",
             "--shutdown-timeout",
             "--verbose",
+            "--memory-budget",
         ):
             self.assertIn(option, help_text)
         self.assertIn("[default: 8181]", help_text)

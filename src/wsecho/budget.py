@@ -19,11 +19,15 @@ the process stays within the budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 MiB = 1024 * 1024
 
 DEFAULT_BUDGET = 256 * MiB
+
+# Releases of at least this much call the budget's on_release.
+LARGE_RELEASE = MiB
 
 
 class Holder(Protocol):
@@ -39,8 +43,14 @@ class MemoryBudget:
     Bytes held for clients in this process, against a limit (0: none).
     """
 
-    def __init__(self, limit: int = DEFAULT_BUDGET) -> None:
+    def __init__(
+        self,
+        limit: int = DEFAULT_BUDGET,
+        on_release: Callable[[], None] | None = None,
+    ) -> None:
         self.limit = limit
+        # Called when a holder gives back LARGE_RELEASE bytes or more.
+        self.on_release = on_release
         self.used = 0
         # Connections closed to stay within the budget.
         self.evictions = 0
@@ -78,9 +88,11 @@ class MemoryBudget:
             del self._held[holder]
         else:
             self._held[holder] = held - size
+        if size >= LARGE_RELEASE and self.on_release is not None:
+            self.on_release()
 
     def give_all(self, holder: Holder) -> None:
-        self.used -= self._held.pop(holder, 0)
+        self.give(holder, self._held.get(holder, 0))
 
     def _evict(self, holder: Holder) -> None:
         self.evictions += 1

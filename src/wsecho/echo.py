@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from . import memory
 from ._compat import allow_close_code, can_send_now, send_now, write_buffered
 from .budget import DEFAULT_BUDGET, MemoryBudget
 from .deflate import accept_deflate
@@ -29,6 +30,9 @@ from .logs import printable
 from .metrics import Metrics
 
 MiB = 1024 * 1024
+
+# How long after a large buffer was freed the heap is trimmed.
+TRIM_DELAY = 1.0
 
 # How many chunks of a message are kept apart before they are folded into
 # one buffer (see EchoServerProtocol.onMessageFrame).
@@ -109,7 +113,8 @@ class EchoServerProtocol(WebSocketServerProtocol):
     logOctets: bool
     closeHandshakeTimeout: float
     # The start of a frame the fast path waits to have whole.
-    _pending: bytearray | None = None
+    _pending: list[bytes] | None = None
+    _pending_size = 0
     # How many bytes _pending must have before it is looked at again.
     _need = 0
     # Bytes still to come of a frame dropped for the memory budget.
@@ -315,7 +320,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
         tally.message(isBinary, len(payload))
         tally.latency(time.perf_counter() - self._began)
 
-    def dataReceived(self, data: bytes | bytearray) -> None:
+    def dataReceived(self, data: bytes) -> None:
         """
         Echo the whole single-frame messages at the start of C{data} here
         (L{wsecho.frames.scan}), and hand the rest to Autobahn.
@@ -339,14 +344,17 @@ class EchoServerProtocol(WebSocketServerProtocol):
             data, self._skip = data[self._skip :], 0
         pending = self._pending
         if pending is not None:
-            pending += data
+            pending.append(data)
+            self._pending_size += len(data)
             if not self._hold(len(data)):
                 return
-            if len(pending) < self._need:
+            if self._pending_size < self._need:
                 return
             self._pending = None
-            self._release(len(pending))
-            data = pending
+            self._release(self._pending_size)
+            # Joined once, when whole: a bytearray grown read by read would
+            # be reallocated and over-allocated on the way.
+            data = b"".join(pending)
         if (
             self.state != self.STATE_OPEN
             or self.data
@@ -356,7 +364,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
         ):
             if self.state != self.STATE_CLOSED:
                 # Closed, Autobahn would keep what comes for ever.
-                self._dataReceived(cast(bytes, data))
+                self._dataReceived(data)
             return
         began = time.perf_counter()
         replies, at, need, count = scan(data, self._fast_limit, self._tally)
@@ -379,10 +387,11 @@ class EchoServerProtocol(WebSocketServerProtocol):
             rest = data[at:] if at else data
             if need:
                 self._need = need
-                self._pending = bytearray(rest)
+                self._pending = [rest]
+                self._pending_size = len(rest)
                 self._hold(len(rest))
             else:
-                self._dataReceived(cast(bytes, rest))
+                self._dataReceived(rest)
 
     # The memory budget (see wsecho.budget): what this connection holds of
     # it is what it waits to have whole (a frame, a message) and what its
@@ -435,7 +444,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
 
     def _drop_buffers(self) -> None:
         if self._pending is not None:
-            self._skip = max(0, self._need - len(self._pending))
+            self._skip = max(0, self._need - self._pending_size)
             self._pending = None
         self.message_data = []
         self.frame_data = []
@@ -568,8 +577,8 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
     message goes through Autobahn's path, which calls onMessage.
     """
 
-    def dataReceived(self, data: bytes | bytearray) -> None:
-        self._dataReceived(cast(bytes, data))
+    def dataReceived(self, data: bytes) -> None:
+        self._dataReceived(data)
 
     def onOpen(self) -> None:
         super().onOpen()
@@ -636,7 +645,8 @@ class EchoServerFactory(WebSocketServerFactory):
         # build: the address it decided the client has.
         self.next_client_address: str | None = None
         self.last_built: EchoServerProtocol | None = None
-        self.budget = MemoryBudget(0)
+        self.budget = MemoryBudget(0, on_release=self._released)
+        self._trim: IDelayedCall | None = None
         self.metrics = Metrics(self.budget)
 
     def buildProtocol(self, addr: Any) -> EchoServerProtocol:
@@ -647,6 +657,21 @@ class EchoServerFactory(WebSocketServerFactory):
         else:
             protocol.client_address = getattr(addr, "host", None) or str(addr)
         return protocol
+
+    def _released(self) -> None:
+        # A large buffer was let go of: give the heap's free pages back to
+        # the system soon, at most once a second (a trim walks the heap).
+        if self._trim is None:
+            self._trim = self.reactor.callLater(TRIM_DELAY, self._trimmed)
+
+    def _trimmed(self) -> None:
+        self._trim = None
+        memory.trim()
+
+    def stop_timers(self) -> None:
+        if self._trim is not None and self._trim.active():
+            self._trim.cancel()
+        self._trim = None
 
     def would_exceed(self, address: str) -> str | None:
         """

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
+from . import memory
 from .budget import DEFAULT_BUDGET
 from .echo import EchoSettings, MiB
 from .tls import ReloadableTLS, is_tls
@@ -427,6 +428,7 @@ class EchoService(MultiService):
 
     def privilegedStartService(self) -> None:
         _raise_file_limit()
+        memory.map_large_buffers()
         _exit_if_cannot_listen(super().privilegedStartService)
 
     def startService(self) -> None:

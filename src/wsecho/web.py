@@ -586,6 +586,10 @@ class Site(server.Site):
         self.request_deadline = request_deadline
         self.close_timeout = close_timeout
 
+    def stopFactory(self) -> None:
+        self.echo_factory.stop_timers()
+        super().stopFactory()
+
 
 def index_page() -> bytes:
     return files("wsecho").joinpath("index.html").read_bytes()
