@@ -28,6 +28,7 @@ from helpers import (
     make_certificates,
     poll_until,
     raw_http,
+    require,
     rss,
 )
 
@@ -115,6 +116,7 @@ def test_unfinished_messages_stay_within_the_budget(run, kind) -> None:
     assert peak < BUDGET + 128 * MiB, f"peak RSS +{peak / MiB:.0f} MiB"
     assert 1013 in codes, codes
     poll_until(lambda: rss(daemon.pid) - baseline < 64 * MiB, deadline=10)
+    print(f"  after they closed: RSS +{(rss(daemon.pid) - baseline) / MiB:.0f} MiB")
     assert _metric(daemon.port, "wsecho_memory_budget_used_bytes") == 0
     assert_echoes(daemon.port)
 
@@ -493,10 +495,11 @@ def test_listen_backlog_is_the_systems(run) -> None:
     The listener's backlog is the system's largest (somaxconn), not
     Twisted's 50.
     """
+    ss = require("ss")
     daemon = run(warm=False)
     somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
     out = subprocess.run(
-        ["ss", "-ltnH", f"sport = :{daemon.port}"],
+        [ss, "-ltnH", f"sport = :{daemon.port}"],
         capture_output=True,
         text=True,
         check=True,

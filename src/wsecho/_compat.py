@@ -83,3 +83,22 @@ def write_buffered(transport: Any) -> int:
     if not can_send_now(transport):
         return 0
     return int(transport._tempDataLen + len(transport.dataBuffer) - transport.offset)
+
+
+def answers_unread(channel: Any) -> bool:
+    """
+    Whether twisted.web's C{HTTPChannel} has answers its client has not
+    read (its transport paused it): C{_waitingForTransport}.
+    """
+    return bool(getattr(channel, "_waitingForTransport", False))
+
+
+def pause_reading(channel: Any) -> None:
+    """
+    Stop reading requests on C{channel}; its transport resumes it (and the
+    channel its reading) once the answers have drained. C{HTTPChannel}
+    pauses its C{_networkProducer} (the transport) only between requests,
+    which pipelined requests never leave it.
+    """
+    producer = getattr(channel, "_networkProducer", None) or channel.transport
+    producer.pauseProducing()

@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server, static
 from twisted.web.resource import Resource
 
-from ._compat import write_buffered
+from ._compat import answers_unread, pause_reading, write_buffered
 from .deflate import acceptable_offers
 from .echo import EchoServerFactory, EchoSettings, make_factory
 from .logs import printable
@@ -521,12 +521,10 @@ class _Channel(http.HTTPChannel):
         super().rawDataReceived(data)
 
     def requestDone(self, request: http.Request) -> None:
-        if self._waitingForTransport:
+        if answers_unread(self):
             # The client is not reading our answers: read no more of its
-            # requests until it has. Twisted resumes reading here, and
-            # pauses only between requests, which pipelined requests never
-            # are.
-            self._networkProducer.pauseProducing()
+            # requests until it has (Twisted reads on).
+            pause_reading(self)
         # Armed first: requestDone goes on to parse a pipelined request.
         if self.persistent:
             self._arm()
