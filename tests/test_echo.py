@@ -27,6 +27,8 @@ class EchoTests(TestCase):
 
     async def connect(self, settings: EchoSettings | None = None, **options):
         factory = make_factory(settings or EchoSettings())
+        # No Site stops this factory: its heap-trimming timer is ours to stop.
+        self.addCleanup(factory.stop_timers)
 
         def server():
             protocol = factory.buildProtocol(None)
