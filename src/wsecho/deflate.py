@@ -99,10 +99,25 @@ def acceptable_offers(values: Sequence[str]) -> str | None:
     return ", ".join(offers) or None
 
 
+def first_offer_has(header: str | None, parameter: str) -> bool:
+    """
+    Whether the first permessage-deflate offer of C{header} (as
+    L{acceptable_offers} left it) has C{parameter}. Autobahn's parsed offer
+    does not tell whether the client offered client_no_context_takeover.
+    """
+    for text in (header or "").split(","):
+        name, *params = (p.strip() for p in text.split(";"))
+        if name == EXTENSION:
+            return any(p.partition("=")[0].strip() == parameter for p in params)
+    return False
+
+
 def accept_deflate(
     max_message_size: int,
-) -> Callable[[Sequence[Any]], PerMessageDeflateOfferAccept | None]:
-    def accept(offers: Sequence[Any]) -> PerMessageDeflateOfferAccept | None:
+) -> Callable[[Sequence[Any], str | None], PerMessageDeflateOfferAccept | None]:
+    def accept(
+        offers: Sequence[Any], header: str | None
+    ) -> PerMessageDeflateOfferAccept | None:
         for offer in offers:
             if isinstance(offer, PerMessageDeflateOffer):
                 # Honour a client's server_max_window_bits (0: none asked),
@@ -110,6 +125,12 @@ def accept_deflate(
                 requested = offer.request_max_window_bits or WINDOW_BITS
                 return PerMessageDeflateOfferAccept(
                     offer,
+                    # A client that offers client_no_context_takeover may
+                    # require it in the answer (gorilla/websocket does:
+                    # "invalid compression negotiation" otherwise).
+                    request_no_context_takeover=first_offer_has(
+                        header, "client_no_context_takeover"
+                    ),
                     window_bits=min(requested, WINDOW_BITS),
                     mem_level=MEM_LEVEL,
                     max_message_size=max_message_size,

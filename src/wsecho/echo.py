@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from autobahn.exception import Disconnected
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -129,6 +130,17 @@ class EchoServerProtocol(WebSocketServerProtocol):
     # Aborts a connection we closed that its peer keeps open (TLS waits for
     # the peer's close_notify, which may never come).
     _abort_timer: IDelayedCall | None = None
+
+    def perMessageCompressionAccept(
+        self, offers: Sequence[Any]
+    ) -> PerMessageDeflateOfferAccept | None:
+        # A method, so that it sees the request's header (Autobahn would
+        # copy the factory's function over it otherwise).
+        accept = self.factory.accept_deflate
+        if accept is None:
+            return None
+        header = self.http_headers.get("sec-websocket-extensions")
+        return cast(PerMessageDeflateOfferAccept | None, accept(offers, header))
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # The first of the client's offers we speak, in the client's order of
@@ -632,6 +644,7 @@ class EchoServerFactory(WebSocketServerFactory):
     max_connections = 0
     max_connections_per_ip = 0
     draining = False
+    accept_deflate: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -790,6 +803,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
     factory.max_connections_per_ip = settings.max_connections_per_ip
     factory.budget.limit = settings.memory_budget
     budget = settings.max_message_size + 1
+    factory.accept_deflate = accept_deflate(budget) if settings.compression else None
     factory.setProtocolOptions(
         # GET /socket is answered by the resource, not by a status page
         # that names library versions.
@@ -804,9 +818,9 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
         autoPingInterval=settings.ping_interval,
         autoPingTimeout=settings.ping_timeout,
         tcpNoDelay=True,
-        perMessageCompressionAccept=(
-            accept_deflate(budget) if settings.compression else None
-        ),
+        # An echo echoes the client's close code and reason too (RFC 6455
+        # 5.5.1: "typically echoes the status code it received").
+        echoCloseCodeReason=True,
         # Origins are checked by wsecho.web.EchoResource, which answers 403.
         # Both must be given together: a call that omits allowNullOrigin
         # resets it.
