@@ -452,7 +452,6 @@ class EchoServerProtocol(WebSocketServerProtocol):
         self.sendCloseFrame(
             code=TRY_AGAIN_LATER, reasonUtf8=b"server busy", isReply=False
         )
-        cast(Any, self).localCloseReason = "server busy"
 
     def _drop_buffers(self) -> None:
         if self._pending is not None:
@@ -476,8 +475,9 @@ class EchoServerProtocol(WebSocketServerProtocol):
         if len(payload) > self.factory.max_message_size:
             # See make_factory: Autobahn may hand over a compressed message
             # cut to its budget, one byte over our limit.
+            reason = f"message over {self.factory.max_message_size} bytes"
             self.sendCloseFrame(
-                code=MESSAGE_TOO_BIG, reasonUtf8=b"message too big", isReply=False
+                code=MESSAGE_TOO_BIG, reasonUtf8=reason.encode(), isReply=False
             )
             return
         try:
@@ -496,25 +496,53 @@ class EchoServerProtocol(WebSocketServerProtocol):
                 reason=self.wasNotCleanReason,
             )
             return
-        # The seed printed the peer's close code and reason; so do we, with
-        # whether the closing handshake completed, and what went through.
+        # The seed printed the peer's close code and reason; so do we: the
+        # code and reason of whoever closed first (the server's own when it
+        # failed the connection, as /metrics counts it), whether the closing
+        # handshake completed, and what went through.
         stats = self.trafficStats
+        code, reason = self.close_code(), reason
+        if self.closedByMe:
+            reason = (self.localCloseReason or b"").decode("utf-8", "replace")
+        elif code is None:
+            code = 1006  # no close frame: RFC 6455 7.1.5
+        duration = time.monotonic() - self._opened_at
         self._log.info(
             "close {peer} client={client} code={code} reason={reason!r} "
-            "clean={clean} duration={duration:.3f} received={received} "
-            "sent={sent} origin={origin} subprotocol={subprotocol} "
-            "extensions={extensions}",
+            "clean={clean} closed_by={closed_by} duration={duration_ms:.0f}ms "
+            "messages={messages_received}/{messages_sent} "
+            "wire_bytes={received}/{sent} origin={origin} "
+            "subprotocol={subprotocol} extensions={extensions}",
             **self._described(),
             code=code,
             reason=reason or "",
             clean=wasClean,
             closed_by="server" if self.closedByMe else "client",
-            local_code=self.localCloseCode,
-            duration=time.monotonic() - self._opened_at,
+            duration=duration,
+            duration_ms=duration * 1000,
             received=stats.incomingOctetsWireLevel,
             sent=stats.outgoingOctetsWireLevel,
             messages_received=stats.incomingWebSocketMessages,
             messages_sent=stats.outgoingWebSocketMessages,
+        )
+
+    def close_code(self) -> int | None:
+        """
+        The close code of whoever closed first (L{None}: dropped without a
+        close frame), as the log and /metrics give it.
+        """
+        return self.localCloseCode if self.closedByMe else self.remoteCloseCode
+
+    def _max_message_size_exceeded(
+        self, msg_size: int, max_msg_size: int, reason: str
+    ) -> None:
+        # Autobahn's hook for 1009; its reason names the limit it was given,
+        # one byte over ours (see make_factory).
+        limit = self.factory.max_message_size
+        if max_msg_size == self.factory.max_frame_size:
+            limit = max_msg_size
+        super()._max_message_size_exceeded(
+            msg_size, limit, f"message over {limit} bytes"
         )
 
     def failHandshake(
@@ -558,7 +586,14 @@ class EchoServerProtocol(WebSocketServerProtocol):
             cast(Any, self.transport).abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        super().connectionLost(reason)
+        try:
+            super().connectionLost(reason)
+        finally:
+            # Whatever onClose did: a connection not forgotten would hold a
+            # slot, and a shutdown, for ever.
+            self._forget()
+
+    def _forget(self) -> None:
         self.stopProducing()
         self.factory.forget(self)
         # Autobahn leaves the closing-handshake timer running when the peer
@@ -715,9 +750,7 @@ class EchoServerFactory(WebSocketServerFactory):
         self.slots.remove(protocol)
         if protocol._opened:
             self.metrics.connection_closed(
-                protocol.localCloseCode
-                if protocol.closedByMe
-                else protocol.remoteCloseCode,
+                protocol.close_code(),
                 protocol.trafficStats,
                 bool(protocol._perMessageCompress),
             )

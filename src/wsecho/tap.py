@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 from twisted.python import usage
 
-from . import memory
+from . import __version__, memory
 from .budget import DEFAULT_BUDGET
 from .echo import EchoSettings, MiB
 from .tls import ReloadableTLS, is_tls
@@ -363,6 +363,23 @@ class Options(usage.Options):
                 "--trust-proxy takes either one number of proxies or networks, not both"
             )
 
+    def changed(self) -> list[str]:
+        """
+        The options that differ from their defaults, as given (for the
+        start-up line); where it listens is said apart.
+        """
+        given = []
+        for flag, *_ in self.optFlags:
+            if flag is not None and self[flag]:
+                given.append(f"--{flag}")
+        for name, _, default, *_ in self.optParameters:
+            if name not in ("port", "interface") and self[name] != default:
+                given.append(f"--{name} {self[name]}")
+        for name in self.repeatable:
+            if name != "listen":
+                given += [f"--{name} {value}" for value in self[name]]
+        return given
+
     def settings(self) -> EchoSettings:
         return EchoSettings(
             max_message_size=self["max-message-size"],
@@ -405,6 +422,9 @@ class EchoService(MultiService):
 
     _log = Logger()
 
+    # The start-up line (see announce), logged when the service starts.
+    startup: dict[str, Any] | None = None
+
     def __init__(self, site: Site, shutdown_timeout: float, reactor: Any) -> None:
         super().__init__()
         self._site = site
@@ -433,6 +453,7 @@ class EchoService(MultiService):
 
     def startService(self) -> None:
         _exit_if_cannot_listen(super().startService)
+        announce(self.startup)
         self._reactor.callWhenRunning(
             take_signals, self._reactor, self._on_stop, self.reload_tls
         )
@@ -459,6 +480,31 @@ class EchoService(MultiService):
             return factory.drain(self._shutdown_timeout, self._reactor)
 
         return stopped.addCallback(drain)
+
+
+_log = Logger()
+
+
+def startup_line(options: Options) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "listen": " ".join(options["listen"]),
+        "workers": options["workers"],
+        "options": " ".join(options.changed()) or "defaults",
+    }
+
+
+def announce(startup: dict[str, Any] | None) -> None:
+    """
+    One line at start-up: wsecho's version, where it listens, how many
+    workers, the options that are not defaults.
+    """
+    if startup is not None:
+        _log.info(
+            "wsecho {version} listening on {listen}, {workers} worker(s), "
+            "options: {options}",
+            **startup,
+        )
 
 
 def take_signals(
@@ -549,15 +595,18 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
     if options["workers"] > 1:
         from .workers import WorkerPool
 
-        return WorkerPool(
+        pool = WorkerPool(
             options["workers"],
             options["listen"],
             options.arguments,
             options["shutdown-timeout"],
             reactor,
         )
+        pool.startup = startup_line(options)
+        return pool
     site = make_site(options.settings())
     parent = EchoService(site, options["shutdown-timeout"], reactor)
+    parent.startup = startup_line(options)
     for description in options["listen"]:
         parent.listen(description)
     return parent

@@ -570,6 +570,9 @@ class Site(server.Site):
 
     requestFactory = _Request
     protocol = _Channel  # type: ignore[assignment]
+    # No "Starting factory <wsecho.web.Site object at 0x...>" lines.
+    noisy = False
+    _log = Logger()
 
     def __init__(
         self,
@@ -577,12 +580,40 @@ class Site(server.Site):
         echo_factory: EchoServerFactory,
         request_deadline: float | None = None,
         close_timeout: float | None = None,
+        proxies: ProxyTrust | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.echo_factory = echo_factory
         self.request_deadline = request_deadline
         self.close_timeout = close_timeout
+        self._proxies = proxies
+        self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
+
+    def log(self, request: http.Request) -> None:
+        """
+        The access log: twisted.web's combined line, as an event with the
+        request's fields (for the JSON log), unless it goes to a file.
+        """
+        if self.logPath is not None:
+            super().log(request)
+            return
+        peer = getattr(request.getClientAddress(), "host", "-")
+        if self._proxies is not None:
+            peer = self._proxies.client_address(peer, cast(server.Request, request))
+        agent = request.getHeader(b"user-agent")
+        line = self._format(http.datetimeToLogString(), request)
+        # The line itself is the format (a field would repeat it in the
+        # JSON log); its braces are the client's, not fields.
+        self._log.info(
+            line.replace("{", "{{").replace("}", "}}"),
+            method=request.method.decode("latin-1"),
+            path=printable(request.uri.decode("latin-1")),
+            status=request.code,
+            client=peer,
+            user_agent=printable(agent.decode("latin-1")) if agent else None,
+            bytes=request.sentLength,
+        )
 
     def stopFactory(self) -> None:
         self.echo_factory.stop_timers()
@@ -623,6 +654,7 @@ def make_site(settings: EchoSettings) -> Site:
         factory,
         request_deadline=deadline,
         close_timeout=settings.close_handshake_timeout or None,
+        proxies=settings.trusted_proxies,
         timeout=None,
         **options,
     )

@@ -48,6 +48,7 @@ from .tap import (
     Options,
     _exit_if_cannot_listen,
     _raise_file_limit,
+    announce,
     take_signals,
     with_backlog,
 )
@@ -118,8 +119,11 @@ class WorkerPool(MultiService):
             cast(Any, port[0]).stopReading()
             self.ports.append(port[0])
 
+    startup: dict[str, Any] | None = None
+
     def startService(self) -> None:
         super().startService()
+        announce(self.startup)
         for number in range(1, self.count + 1):
             self._start(number)
         self.reactor.callWhenRunning(
