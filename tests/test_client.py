@@ -147,14 +147,15 @@ def test_json_error() -> None:
     With --json a failure is also a JSON object on stdout, with the exit
     code; stderr keeps its one line.
     """
-    code, out, err = text(client(f"ws://127.0.0.1:{free_port()}/socket", "--json"))
+    port = free_port()
+    code, out, err = text(client(f"ws://127.0.0.1:{port}/socket", "--json"))
     assert code == 3
     assert json.loads(out) == {
         "event": "error",
         "exit": 3,
-        "message": "connection refused",
+        "message": f"connection refused: 127.0.0.1:{port}",
     }
-    assert err == "wsecho-client: connection refused\n"
+    assert err == f"wsecho-client: connection refused: 127.0.0.1:{port}\n"
 
 
 def test_progress_lines() -> None:
@@ -171,7 +172,7 @@ def test_progress_lines() -> None:
         def sendMessage(self, payload, binary):
             pass
 
-        def sendClose(self, code):
+        def sendClose(self, code, reason=None):
             self.closed = code
 
     clock, out, err = Clock(), io.StringIO(), io.StringIO()
@@ -193,13 +194,49 @@ def test_progress_lines() -> None:
 
 def test_interactive(daemon) -> None:
     """
-    --interactive sends a message per line of stdin, answers /ping, and
-    closes at /close, printing each echo.
+    --interactive sends a message per line of stdin, answers /ping with the
+    pong's round trip, closes at /close, and says on stderr where it is
+    connected and how it closed.
     """
     code, out, err = text(
         client(daemon, "--interactive", stdin="one\n/ping\ntwo\n/close\nnever sent\n")
     )
-    assert (code, out, err) == (0, "text: one\ntext: two\n", "")
+    assert code == 0, err
+    assert re.fullmatch(r"text: one\npong \d+\.\d\d ms\ntext: two\n", out), out
+    assert err.splitlines() == [
+        f"connected to {daemon} (no subprotocol, permessage-deflate)",
+        "closed 1000",
+    ], err
+
+
+def test_interactive_binary_ping_and_close_code(daemon) -> None:
+    """
+    -i -b sends each line as binary (shown as hex with its length), /ping
+    DATA prints its pong, and /close CODE REASON closes with them: an echo
+    server sends them back.
+    """
+    code, out, err = text(
+        client(daemon, "-i", "-b", stdin="x\n/ping hello\n/close 4000 bye\n")
+    )
+    assert code == 0, err
+    assert re.fullmatch(r"binary \(1 byte\): 78\npong \d+\.\d\d ms\n", out), out
+    assert err.splitlines()[-1] == "closed 4000 bye", err
+
+
+def test_no_check(misbehaving) -> None:
+    """
+    --no-check is a client for any server: what arrives is printed, nothing
+    is compared, and a clean close exits 0.
+    """
+
+    def reverse(ws):
+        for message in ws:
+            ws.send(message[::-1])
+
+    url = misbehaving(reverse)
+    assert text(client(url, "--no-check", "abc")) == (0, "text: cba\n", "")
+    code, _, err = text(client(url, "-i", "--no-check", stdin="abc\n"))
+    assert code == 0, err
 
 
 def test_options_reach_the_server(daemon) -> None:
@@ -224,7 +261,9 @@ def test_options_reach_the_server(daemon) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["ws://127.0.0.1:{free}/socket"], 3, "connection refused"),
+        (["ws://127.0.0.1:{free}/socket"], 3, "connection refused: 127.0.0.1:"),
+        (["{base}/"], 5, "200 OK: <!DOCTYPE html> (not a WebSocket endpoint"),
+        (["{wss}"], 4, "the server did not answer TLS at 127.0.0.1:"),
         (["ws://nonexistent.invalid/socket"], 3, "cannot resolve"),
         (["{url}", "--origin", "https://evil.example"], 5, "403"),
         (["{base}/nope"], 5, "404"),
@@ -240,7 +279,8 @@ def test_failures(daemon, args, code, message) -> None:
     Each failure gives its documented exit code and one line on stderr.
     """
     base = daemon.rsplit("/", 1)[0]
-    argv = [a.format(url=daemon, base=base, free=free_port()) for a in args]
+    wss = daemon.replace("ws://", "wss://")
+    argv = [a.format(url=daemon, base=base, free=free_port(), wss=wss) for a in args]
     result = client(*argv, stdin=b"\xff\xfe")
     stderr = result.stderr.decode()
     assert result.returncode == code, stderr
@@ -267,7 +307,8 @@ def test_tls_verified(tls) -> None:
 def test_tls_failures(tls) -> None:
     """
     An untrusted certificate or one for another host name fails with exit
-    code 4; --insecure skips the checks.
+    code 4; --insecure skips the checks; ws:// to the TLS port says to use
+    wss://.
     """
     port, ca = tls
     untrusted = client(f"wss://127.0.0.1:{port}/socket")
@@ -277,6 +318,9 @@ def test_tls_failures(tls) -> None:
     assert wrong_name.returncode == 4, wrong_name.stderr
     assert b"host name" in wrong_name.stderr
     assert client(f"wss://localhost:{port}/socket", "--insecure").returncode == 0
+    plain = client(f"ws://127.0.0.1:{port}/socket")
+    assert plain.returncode == 5, plain.stderr
+    assert b"if it is a TLS port, use wss://" in plain.stderr
 
 
 def test_bad_cafile(tls, tmp_path) -> None:

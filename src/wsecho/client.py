@@ -85,7 +85,7 @@ class Message:
         if self.binary:
             shown = self.payload[:HEX_PREVIEW].hex()
             more = "..." if len(self.payload) > HEX_PREVIEW else ""
-            return f"binary ({len(self.payload)} bytes): {shown}{more}"
+            return f"binary ({_plural(len(self.payload), 'byte')}): {shown}{more}"
         return f"text: {self.payload.decode('utf-8')}"
 
     def as_json(self, latency: float) -> dict[str, Any]:
@@ -100,6 +100,11 @@ class Message:
             record["text"] = self.payload.decode("utf-8")
         record["latency_ms"] = round(latency * 1000, 3)
         return record
+
+
+@dataclass
+class Ping:
+    data: bytes
 
 
 class Stats:
@@ -166,6 +171,12 @@ class Config:
     compression: bool = True
     json: bool = False
     quiet: bool = False
+    binary: bool = False
+    check: bool = True
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -201,7 +212,16 @@ def _parser() -> argparse.ArgumentParser:
         "-i",
         "--interactive",
         action="store_true",
-        help="send each line read from stdin; /ping sends a ping, /close closes",
+        help="send each line read from stdin (as binary with --binary); "
+        "/ping [DATA] sends a ping and prints the pong's round trip, "
+        "/close [CODE [REASON]] closes",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="a client for any server: print what arrives, compare nothing "
+        "(without --interactive, wait for as many messages as were sent); "
+        "exit 0 on a clean close",
     )
     parser.add_argument(
         "-s",
@@ -303,6 +323,8 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
         compression=not args.no_compression,
         json=args.json,
         quiet=args.quiet,
+        binary=args.binary,
+        check=not args.no_check,
     )
 
 
@@ -312,12 +334,22 @@ class EchoClientProtocol(WebSocketClientProtocol):
     """
 
     lostReason: Failure | None = None
+    # Whether a TLS handshake completed (wss:): see _handshake_error.
+    tls_done = False
+
+    def dataReceived(self, data: bytes) -> None:
+        # Decrypted data came, so TLS (if any) was answered.
+        self.tls_done = True
+        super().dataReceived(data)
 
     def onOpen(self) -> None:
         self.factory.session.opened(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.factory.session.received(Message(payload, isBinary))
+
+    def onPong(self, payload: bytes) -> None:
+        self.factory.session.ponged(payload)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.session.closed(self, wasClean, code, reason)
@@ -348,31 +380,71 @@ class Session:
         self.err = err
         self.done: defer.Deferred[int] = defer.Deferred()
         self.protocol: EchoClientProtocol | None = None
-        self.pending = deque(m for m in config.messages for _ in range(config.count))
+        self.pending: deque[Message | Ping] = deque(
+            m for m in config.messages for _ in range(config.count)
+        )
         self.input_done = not config.interactive
-        self.expected: Message | None = None
+        self.expected: Message | Ping | None = None
         self.result: int | None = None
         self.timer = clock.callLater(config.timeout, self._timed_out, "connecting")
         self.stats = Stats()
         self.total = len(self.pending)
         self.progress: Any = None
+        # /close CODE REASON, and pings sent (payload: when) for /ping.
+        self.close_with: tuple[int, str | None] = (1000, None)
+        self.pings: dict[bytes, float] = {}
+        self.tty = config.interactive and out.isatty()
 
     def submit(self, message: Message) -> None:
         if not self.input_done:
             self.pending.append(message)
             self._pump()
 
-    def end_of_input(self) -> None:
+    def end_of_input(self, code: int = 1000, reason: str | None = None) -> None:
+        if not self.input_done:
+            self.close_with = (code, reason)
         self.input_done = True
         self._pump()
 
-    def ping(self) -> None:
-        if self.protocol is not None and self.result is None:
-            self.protocol.sendPing()
+    def ping(self, data: bytes = b"") -> None:
+        """
+        Send a ping after what was submitted before it; its pong is printed
+        with the round trip.
+        """
+        if not self.input_done:
+            self.pending.append(Ping(data or b"%d" % len(self.pending)))
+            self._pump()
+
+    def ponged(self, payload: bytes) -> None:
+        sent = self.pings.pop(payload, None)
+        if sent is None:
+            return  # not ours (an unsolicited pong)
+        rtt = (time.perf_counter() - sent) * 1000
+        if isinstance(self.expected, Ping) and self.expected.data == payload:
+            self.timer.cancel()
+            self.expected = None
+            self._pump()
+        if self.config.json:
+            record = {"event": "pong", "size": len(payload), "rtt_ms": round(rtt, 3)}
+            print(json.dumps(record), file=self.out, flush=True)
+        else:
+            print(f"pong {rtt:.2f} ms", file=self.out, flush=True)
+        self._prompt()
+
+    def _prompt(self) -> None:
+        if self.tty and self.result is None:
+            print("> ", end="", file=self.out, flush=True)
 
     def opened(self, protocol: EchoClientProtocol) -> None:
         self.protocol = protocol
         self.timer.cancel()
+        if self.config.interactive and not self.config.json:
+            agreed = ", ".join(
+                [protocol.websocket_protocol_in_use or "no subprotocol"]
+                + [e.EXTENSION_NAME for e in protocol.websocket_extensions_in_use]
+            )
+            print(f"connected to {self.config.url} ({agreed})", file=self.err)
+            self._prompt()
         self.stats.start()
         if self.config.count > 1:
             self.progress = self.clock.callLater(PROGRESS_EVERY, self._progress)
@@ -406,8 +478,8 @@ class Session:
         elif self.config.count > 1 or self.config.quiet:
             latency = summary["latency_ms"]
             print(
-                f"wsecho-client: {summary['messages']} messages "
-                f"({summary['bytes']} bytes) in {summary['seconds']:.2f} s: "
+                f"wsecho-client: {_plural(summary['messages'], 'message')} "
+                f"({_plural(summary['bytes'], 'byte')}) in {summary['seconds']:.2f} s: "
                 f"{summary['rate']:.0f} messages/s; latency p50 "
                 f"{latency['p50']:.3f} ms, p99 {latency['p99']:.3f} ms, "
                 f"max {latency['max']:.3f} ms",
@@ -424,11 +496,23 @@ class Session:
             return
         if self.pending:
             self.expected = self.pending.popleft()
+            if isinstance(self.expected, Ping):
+                self.timer = self.clock.callLater(
+                    self.config.timeout, self._timed_out, "waiting for a pong"
+                )
+                self.pings[self.expected.data] = time.perf_counter()
+                self.protocol.sendPing(self.expected.data)
+                return
             self.timer = self.clock.callLater(
                 self.config.timeout, self._timed_out, "waiting for an echo"
             )
             self.stats.sent()
             self.protocol.sendMessage(self.expected.payload, self.expected.binary)
+            if not self.config.check and self.config.interactive:
+                # Nothing to wait for: anything may come, or nothing.
+                self.timer.cancel()
+                self.expected = None
+                self._pump()
         elif self.input_done:
             self._report()
             self._finish(EXIT_OK)
@@ -440,10 +524,11 @@ class Session:
                 print(json.dumps(message.as_json(latency)), file=self.out, flush=True)
             else:
                 print(message.describe(), file=self.out, flush=True)
-        if self.expected is None:
+        if self.expected is None or isinstance(self.expected, Ping):
+            self._prompt()
             return
         self.timer.cancel()
-        if message != self.expected:
+        if self.config.check and message != self.expected:
             print(
                 f"wsecho-client: echo mismatch: sent {self.expected.describe()}",
                 file=self.err,
@@ -451,6 +536,7 @@ class Session:
             self._finish(EXIT_MISMATCH)
             return
         self.expected = None
+        self._prompt()
         self._pump()
 
     def _finish(self, code: int) -> None:
@@ -459,7 +545,8 @@ class Session:
         """
         assert self.protocol is not None
         self.result = code
-        self.protocol.sendClose(1000)
+        close_code, reason = self.close_with if code == EXIT_OK else (1000, None)
+        self.protocol.sendClose(close_code, reason)
 
     def _timed_out(self, doing: str) -> None:
         self._fail(
@@ -478,7 +565,7 @@ class Session:
     def connect_failed(self, reason: Failure) -> None:
         if self.timer.active():
             self.timer.cancel()
-        self._fail(_connect_error(reason))
+        self._fail(_connect_error(reason, self.config.url))
 
     def closed(
         self,
@@ -491,8 +578,16 @@ class Session:
             self.timer.cancel()
         if self.done.called:
             return
+        if self.protocol is not None and self.config.interactive:
+            said = f"closed {code}" + (f" {reason}" if reason else "")
+            if self.tty:
+                print(file=self.out)
+            print(said, file=self.err, flush=True)
         if self.protocol is None:
-            self._fail(_handshake_error(protocol))
+            self._fail(_handshake_error(protocol, self.config.url))
+        elif self.result is None and not self.config.check and wasClean:
+            # A general client: the server closing cleanly is the end.
+            self.done.callback(EXIT_OK)
         elif self.result is not None:
             # We closed: every echo so far was checked, whether or not the
             # server completed the closing handshake.
@@ -504,23 +599,56 @@ class Session:
             )
 
 
-def _connect_error(reason: Failure) -> ClientError:
+def _where(url: str) -> str:
+    _, host, port, _, _, _ = parse_url(url)
+    return f"{host}:{port}"
+
+
+def _connect_error(reason: Failure, url: str) -> ClientError:
     if reason.check(error.DNSLookupError):
-        return ClientError(EXIT_CONNECT, "cannot resolve the host name")
+        return ClientError(EXIT_CONNECT, f"cannot resolve the host name: {_where(url)}")
     if reason.check(error.ConnectionRefusedError):
-        return ClientError(EXIT_CONNECT, "connection refused")
+        return ClientError(EXIT_CONNECT, f"connection refused: {_where(url)}")
     if reason.check(error.TimeoutError):
         return ClientError(EXIT_TIMEOUT, "timed out connecting")
     return ClientError(EXIT_CONNECT, f"cannot connect: {reason.getErrorMessage()}")
 
 
-def _handshake_error(protocol: EchoClientProtocol) -> ClientError:
+def _handshake_error(protocol: EchoClientProtocol, url: str) -> ClientError:
     lost = protocol.lostReason
-    if lost is not None and lost.check(SSL.Error, VerificationError):
-        return ClientError(EXIT_TLS, f"TLS failed: {_tls_message(lost)}")
+    received = bytes(getattr(protocol, "data", b"") or b"")
+    tls_error = (
+        _tls_message(lost)
+        if lost is not None and lost.check(SSL.Error, VerificationError)
+        else None
+    )
+    if tls_error is not None and "certificate" in tls_error.lower():
+        return ClientError(EXIT_TLS, f"TLS failed: {tls_error}")
+    if url.startswith("wss:") and lost is not None and not protocol.tls_done:
+        # A plain HTTP server does not answer a ClientHello (wsecho closes
+        # at once), or answers it in plain text.
+        return ClientError(
+            EXIT_TLS,
+            f"the server did not answer TLS at {_where(url)}: is it ws://?",
+        )
+    if tls_error is not None:
+        return ClientError(EXIT_TLS, f"TLS failed: {tls_error}")
+    if url.startswith("ws:") and (not received or received[:1] == b"\x15"):
+        # A TLS server closes (or sends an alert) on a plain request.
+        return ClientError(
+            EXIT_HANDSHAKE,
+            f"the server at {_where(url)} closed without answering the "
+            "handshake: if it is a TLS port, use wss://",
+        )
     status = getattr(protocol, "http_status_line", None)
     if status and not status.split()[1:2] == ["101"]:
-        return ClientError(EXIT_HANDSHAKE, f"handshake refused: {status}")
+        body = received.partition(b"\r\n\r\n")[2].split(b"\n", 1)[0].strip()
+        message = f"handshake refused: {status}"
+        if body:
+            message += f": {body.decode('utf-8', 'replace')[:200]}"
+        if status.split()[1:2] == ["200"]:
+            message += " (not a WebSocket endpoint: wsecho's echo is at /socket)"
+        return ClientError(EXIT_HANDSHAKE, message)
     why = protocol.wasNotCleanReason or "connection lost"
     return ClientError(EXIT_CLOSED, f"connection closed during the handshake: {why}")
 
@@ -624,12 +752,34 @@ class _Console(LineOnlyReceiver):
 
     def lineReceived(self, line: bytes) -> None:
         line = line.rstrip(b"\r")
-        if line == b"/close":
-            self.session.end_of_input()
-        elif line == b"/ping":
-            self.session.ping()
+        command, _, rest = line.partition(b" ")
+        if command == b"/close":
+            code_text, _, reason = rest.partition(b" ")
+            try:
+                code = int(code_text) if code_text else 1000
+                if not (code == 1000 or 3000 <= code <= 4999):
+                    raise ValueError(code)
+            except ValueError:
+                print(
+                    "wsecho-client: /close takes 1000 or a code from 3000 to "
+                    "4999, then a reason",
+                    file=self.session.err,
+                )
+                return
+            self.session.end_of_input(code, reason.decode("utf-8", "replace") or None)
+        elif command == b"/ping":
+            self.session.ping(rest[:125])
         else:
-            self.session.submit(Message(line, False))
+            binary = self.session.config.binary
+            if not binary:
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    print(
+                        "wsecho-client: not UTF-8; use --binary", file=self.session.err
+                    )
+                    return
+            self.session.submit(Message(line, binary))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         # End of stdin: close as if /close had been typed, once the echoes

@@ -501,6 +501,17 @@ class _Channel(http.HTTPChannel):
             cast(Any, self.transport).abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._received and data[:2] == b"\x16\x03":
+            # A TLS ClientHello (wss:// to a plain port; no HTTP method starts
+            # so): it would wait for a line end until the deadline; the
+            # client is better told now.
+            assert self.transport is not None
+            self._log.info(
+                "{peer} spoke TLS to a plain HTTP port: closed",
+                peer=peer2str(self.transport),
+            )
+            cast(Any, self.transport).abortConnection()
+            return
         self._received = True
         super().dataReceived(data)
         # Needed only for the bytes read with the upgrade request; kept, it
