@@ -1,17 +1,20 @@
 """
 The index page's echo console in a real headless Chromium (Debian's
-chromium and chromium-driver, driven by Selenium), over ws: and wss:.
+chromium and chromium-driver, driven by Selenium), over ws: and wss:, at
+1200 and 400 pixels wide, light and dark, and the site's error pages.
 Screenshots are saved in artifacts/ at the top of the checkout.
 """
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from helpers import DEADLINE, free_port, make_certificates, require, start_daemon
 
@@ -42,6 +45,8 @@ def browser(tmp_path, monkeypatch):
         options.add_argument(flag)
     # The wss daemon's certificate comes from a CA the test made.
     options.accept_insecure_certs = True
+    # The console's messages: a Content-Security-Policy violation shows there.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
     yield chrome
     chrome.quit()
@@ -81,14 +86,146 @@ def test_echo_console(browser, tmp_path, scheme) -> None:
         browser.find_element(By.CSS_SELECTOR, "#send button").click()
         wait.until(lambda _: f"< Hello from Chromium over {scheme}" in log.text)
         assert f"> Hello from Chromium over {scheme}" in log.text
+        assert re.search(r"< Hello from Chromium over \w+  \(\d+\.\d ms\)", log.text)
         browser.save_screenshot(str(ARTIFACTS / f"console-{scheme}.png"))
 
         daemon.terminate()
         wait.until(lambda _: status.get_attribute("data-state") == "closed")
-        assert "connection closed (code 1001, server shutting down)" in log.text
+        assert "connection closed 1001 server shutting down" in log.text
+        assert status.text == "closed 1001 server shutting down"
         # The browser's Origin is the page's: same origin, accepted.
         assert f"origin={page.rstrip('/')} " in daemon.wait_for(" close ")
         browser.save_screenshot(str(ARTIFACTS / f"console-{scheme}-closed.png"))
         assert os.path.getsize(ARTIFACTS / f"console-{scheme}.png") > 1000
     finally:
         assert daemon.stop() == 0, daemon.whole_log()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    port = free_port()
+    daemon = start_daemon(tmp_path, port, "--port", str(port))
+    daemon.page = f"http://127.0.0.1:{port}/"
+    daemon.url = f"ws://127.0.0.1:{port}/socket"
+    yield daemon
+    assert daemon.stop() == 0, daemon.whole_log()
+
+
+def _no_policy_violations(browser) -> None:
+    messages = [entry["message"] for entry in browser.get_log("browser")]
+    assert not [m for m in messages if "Content Security Policy" in m], messages
+
+
+@pytest.mark.parametrize("width", [1200, 400])
+def test_console_features(browser, daemon, tmp_path, width) -> None:
+    """
+    At 1200 and 400 pixels wide: long messages wrap (no sideways
+    scrolling); text sent with the keyboard, binary from hex and from a
+    file are echoed, each with its round trip; the counts follow and Clear
+    empties them; the terminal commands name this server's URL; every
+    field has a label; a close with a code and reason shows them as the
+    status (the echo sends them back).
+    """
+    browser.set_window_size(width, 900)
+    wait = WebDriverWait(browser, DEADLINE)
+    browser.get(daemon.page)
+    status = browser.find_element(By.ID, "status")
+    wait.until(lambda _: status.get_attribute("data-state") == "open")
+    log = browser.find_element(By.ID, "log")
+    message = browser.find_element(By.ID, "message")
+
+    long = "x" * 3000
+    message.clear()
+    message.send_keys(long, Keys.ENTER)  # the keyboard sends
+    wait.until(lambda _: log.text.count("x" * 100) >= 2)
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth"
+    )
+    assert overflow <= 0, f"{overflow} px of sideways scrolling"
+
+    Select(browser.find_element(By.ID, "kind")).select_by_value("hex")
+    message.clear()
+    message.send_keys("00 ff 7f")
+    browser.find_element(By.CSS_SELECTOR, "#send button[type=submit]").click()
+    wait.until(lambda _: "< binary, 3 bytes: 00 ff 7f" in log.text)
+
+    upload = tmp_path / "five.bin"
+    upload.write_bytes(b"\x01\x02\x03\x04\x05")
+    browser.find_element(By.ID, "file").send_keys(str(upload))
+    wait.until(lambda _: "< binary, 5 bytes: 01 02 03 04 05" in log.text)
+    echoes = [line for line in log.text.splitlines() if line.startswith("< ")]
+    assert len(echoes) == 3 and all(re.search(r"\(\d+\.\d ms\)$", e) for e in echoes)
+    counts = browser.find_element(By.ID, "counts")
+    assert counts.text == ("sent 3 messages (3008 bytes), received 3 (3008 bytes)"), (
+        counts.text
+    )
+
+    commands = browser.find_element(By.ID, "commands").text
+    for command in (
+        f'wsecho-client {daemon.url} "Hello, world!"',
+        f"websocat {daemon.url}",
+        f"wscat -c {daemon.url}",
+        f"python -m websockets {daemon.url}",
+    ):
+        assert command in commands, commands
+    unlabelled = browser.execute_script(
+        "return Array.from(document.querySelectorAll('input, select, textarea'))"
+        ".filter(e => e.labels.length === 0).map(e => e.id)"
+    )
+    assert unlabelled == []
+    icon = browser.execute_script(
+        "return document.querySelector('link[rel=icon]').getAttribute('href')"
+    )
+    assert icon == "/favicon.svg"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"console-{width}px.png"))
+
+    browser.find_element(By.ID, "clear").click()
+    assert log.text == ""
+    assert counts.text == "sent 0 messages (0 bytes), received 0 (0 bytes)"
+
+    code = browser.find_element(By.ID, "close-code")
+    code.clear()
+    code.send_keys("4000")
+    browser.find_element(By.ID, "close-reason").send_keys("bye")
+    browser.find_element(By.ID, "close").click()
+    wait.until(lambda _: status.get_attribute("data-state") == "closed")
+    assert status.text == "closed 4000 bye"
+    _no_policy_violations(browser)
+    assert os.path.getsize(ARTIFACTS / f"console-{width}px.png") > 1000
+
+
+def test_dark_theme_and_error_pages(browser, daemon) -> None:
+    """
+    With prefers-color-scheme: dark the page is dark; the site's own pages
+    answer 404 and 426, styled like the rest.
+    """
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+    )
+    browser.get(daemon.page)
+    WebDriverWait(browser, DEADLINE).until(
+        lambda _: (
+            browser.find_element(By.ID, "status").get_attribute("data-state") == "open"
+        )
+    )
+    background = browser.execute_script(
+        "return getComputedStyle(document.body).backgroundColor"
+    )
+    assert sum(map(int, re.findall(r"\d+", background)[:3])) < 150, background
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "console-dark.png"))
+    for path, heading in (
+        ("nope", "404 Not Found"),
+        ("socket", "426 Upgrade Required"),
+    ):
+        browser.get(daemon.page + path)
+        assert browser.find_element(By.TAG_NAME, "h1").text == heading
+        # The site's style sheet applies (the dark background here too).
+        background = browser.execute_script(
+            "return getComputedStyle(document.body).backgroundColor"
+        )
+        assert sum(map(int, re.findall(r"\d+", background)[:3])) < 150, background
+        browser.save_screenshot(str(ARTIFACTS / f"error-{path}.png"))
+    _no_policy_violations(browser)

@@ -19,11 +19,12 @@ SOURCE_DIRS = (CHECKOUT / "src", CHECKOUT / "twisted")
 def test_wheel_installs_the_dropin() -> None:
     """
     The installed distribution lists twisted/plugins/wsecho_plugin.py and
-    the package's index page.
+    the package's index page with its script, style sheet and icon.
     """
     files = {str(f) for f in distribution("wsecho").files or ()}
     assert "twisted/plugins/wsecho_plugin.py" in files
-    assert "wsecho/index.html" in files
+    for page in ("index.html", "console.js", "console.css", "favicon.svg"):
+        assert f"wsecho/{page}" in files
     assert "wsecho/py.typed" in files
     assert not any(
         f.startswith("twisted/plugins/__init__") or f == "twisted/__init__.py"

@@ -25,8 +25,8 @@ class SiteTests(TestCase):
 
     async def test_index(self) -> None:
         """
-        / answers an HTML page that explains the service and connects its
-        echo console to /socket, over wss: when the page came over https.
+        / answers an HTML page that explains the service; its console script
+        connects to /socket, over wss: when the page came over https.
         """
         response = await self.treq.get("http://localhost:8181/")
         self.assertEqual(response.code, 200)
@@ -36,24 +36,69 @@ class SiteTests(TestCase):
         )
         body = await response.text()
         self.assertIn("WebSocket echo", body)
-        self.assertIn('"/socket"', body)
-        self.assertIn('"wss://"', body)
+        self.assertIn('src="/console.js"', body)
+        script = await (await self.treq.get("http://localhost:8181/console.js")).text()
+        self.assertIn('"/socket"', script)
+        self.assertIn('"wss://"', script)
+
+    async def test_nothing_from_elsewhere(self) -> None:
+        """
+        The page, its script, style sheet and icon come from the site, with
+        a Content-Security-Policy that allows nothing else.
+        """
+        for path, kind in (
+            ("/", b"text/html; charset=utf-8"),
+            ("/console.js", b"text/javascript; charset=utf-8"),
+            ("/console.css", b"text/css; charset=utf-8"),
+            ("/favicon.svg", b"image/svg+xml"),
+            ("/favicon.ico", b"image/svg+xml"),
+        ):
+            response = await self.treq.get(f"http://localhost:8181{path}")
+            self.assertEqual(response.code, 200, path)
+            self.assertEqual(response.headers.getRawHeaders(b"content-type"), [kind])
+            (policy,) = response.headers.getRawHeaders(b"content-security-policy")
+            self.assertIn(b"default-src 'none'", policy)
+            self.assertIn(b"script-src 'self'", policy)
+            body = await response.text()
+            self.assertNotRegex(body, r"(src|href)=\"(https?:)?//", path)
 
     async def test_unknown_path(self) -> None:
         """
-        Other paths answer 404.
+        Other paths answer the site's own 404 page.
         """
         for path in ("/nope", "/socket/child", "/socket/", "/index.html"):
             response = await self.treq.get(f"http://localhost:8181{path}")
             self.assertEqual(response.code, 404, path)
+            body = await response.text()
+            self.assertIn("<h1>404 Not Found</h1>", body)
+            self.assertIn('href="/console.css"', body)
+
+    async def test_methods(self) -> None:
+        """
+        A method a resource does not take answers the site's 405 page with
+        Allow, one twisted.web does not know its 501 page; HEAD works where
+        GET does.
+        """
+        response = await self.treq.post("http://localhost:8181/healthz")
+        self.assertEqual(response.code, 405)
+        allowed = response.headers.getRawHeaders(b"allow")[0]
+        self.assertIn(b"GET", allowed)
+        self.assertIn("<h1>405 Method Not Allowed</h1>", await response.text())
+        response = await self.treq.request("PUT", "http://localhost:8181/")
+        self.assertEqual(response.code, 501)
+        self.assertIn("<h1>501 Not Implemented</h1>", await response.text())
+        response = await self.treq.head("http://localhost:8181/")
+        self.assertEqual(response.code, 200)
 
     async def test_socket_without_upgrade(self) -> None:
         """
-        GET /socket without an upgrade answers 426 with a short text body.
+        GET /socket without an upgrade answers the site's 426 page.
         """
         response = await self.treq.get("http://localhost:8181/socket")
         self.assertEqual(response.code, 426)
-        self.assertIn("WebSocket endpoint", await response.text())
+        body = await response.text()
+        self.assertIn("<h1>426 Upgrade Required</h1>", body)
+        self.assertIn("WebSocket endpoint", body)
 
     async def test_cross_origin_refused(self) -> None:
         """

@@ -28,9 +28,9 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 from twisted.web import server
-from twisted.web.resource import Resource
 
 from .budget import MemoryBudget
+from .pages import Styled
 
 # Bisected with bisect_left: a bucket counts what is <= its bound.
 SIZE_BUCKETS = tuple(float(4**n) for n in range(3, 13))  # 64 B to 16 MiB
@@ -232,7 +232,7 @@ class Metrics:
                 self.deflate.labels(direction, "plain").inc(plain)
 
 
-class MetricsResource(Resource):
+class MetricsResource(Styled):
     """
     C{/metrics}: the registry in Prometheus' text format.
     """

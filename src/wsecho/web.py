@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from importlib.resources import files
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -19,7 +18,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, server, static
+from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from ._compat import answers_unread, pause_reading, write_buffered
@@ -27,6 +26,7 @@ from .deflate import acceptable_offers
 from .echo import EchoServerFactory, EchoSettings, make_factory
 from .logs import printable
 from .metrics import MetricsResource
+from .pages import Root, Styled, error_page
 
 # Sent on every HTTP response instead of "TwistedWeb/<version>": version
 # numbers in a banner only help whoever is looking for a vulnerable one.
@@ -281,17 +281,17 @@ class EchoResource(WebSocketResource):
     def render(self, request: server.Request) -> bytes | int:
         if request.postpath:
             # The resource is a leaf, so /socket/anything lands here too.
-            return _text(request, 404, b"Not Found", "No such resource.\n")
+            return error_page(request, 404, "Not Found", "No such resource.")
         upgrade = request.getHeader(b"upgrade") or b""
         if b"websocket" not in upgrade.lower():
             self._echo.metrics.refusals.labels("not_websocket").inc()
             request.setHeader(b"Upgrade", b"websocket")
-            return _text(
+            return error_page(
                 request,
                 426,
-                b"Upgrade Required",
+                "Upgrade Required",
                 "This is a WebSocket endpoint: connect with a WebSocket client "
-                "(Upgrade: websocket).\n",
+                "(Upgrade: websocket), or try the echo console on the index page.",
             )
         client = self._client_address(request)
         problem = _not_an_upgrade(request)
@@ -369,7 +369,7 @@ def _not_an_upgrade(request: server.Request) -> str | None:
     return None
 
 
-class Health(Resource):
+class Health(Styled):
     """
     C{/healthz}: the process is alive. C{/readyz}: it takes new connections
     (503 once it has begun shutting down, for load balancers).
@@ -631,18 +631,13 @@ class Site(server.Site):
         super().stopFactory()
 
 
-def index_page() -> bytes:
-    return files("wsecho").joinpath("index.html").read_bytes()
-
-
 def make_site(settings: EchoSettings) -> Site:
     """
     The whole HTTP service: the index at C{/}, the echo at C{/socket}, and
     the health checks at C{/healthz} and C{/readyz}.
     """
     factory = make_factory(settings)
-    root = Resource()
-    root.putChild(b"", static.Data(index_page(), "text/html; charset=utf-8"))
+    root = Root()
     root.putChild(
         b"socket",
         EchoResource(
