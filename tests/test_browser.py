@@ -229,3 +229,44 @@ def test_dark_theme_and_error_pages(browser, daemon) -> None:
         assert sum(map(int, re.findall(r"\d+", background)[:3])) < 150, background
         browser.save_screenshot(str(ARTIFACTS / f"error-{path}.png"))
     _no_policy_violations(browser)
+
+
+def test_chromium_as_a_client(browser, daemon) -> None:
+    """
+    Chromium's own WebSocket (it offers permessage-deflate) sends text and
+    binary, small and 1 MiB, gets every echo back as sent, and gets its
+    close code and reason back.
+    """
+    browser.get(daemon.page)
+    browser.set_script_timeout(DEADLINE)
+    result = browser.execute_async_script(
+        """
+        const [url, done] = arguments;
+        const big = new Uint8Array(1 << 20).map((_, i) => (i * 7919) & 255);
+        const messages = ["Hello, world!", new Uint8Array([0, 1, 2, 255]),
+                          "\\u00e9".repeat(1 << 19), big];
+        const same = (a, b) => typeof a === "string" ? a === b :
+          b instanceof ArrayBuffer && a.length === b.byteLength &&
+          new Uint8Array(b).every((x, i) => x === a[i]);
+        const ws = new WebSocket(url);
+        ws.binaryType = "arraybuffer";
+        let next = 0, echoed = 0;
+        ws.onopen = () => ws.send(messages[next]);
+        ws.onmessage = (event) => {
+          if (same(messages[next], event.data)) { echoed += 1; }
+          next += 1;
+          if (next < messages.length) { ws.send(messages[next]); }
+          else { ws.close(4000, "bye"); }
+        };
+        ws.onclose = (event) => done({echoed, code: event.code,
+          reason: event.reason, extensions: ws.extensions});
+        """,
+        daemon.url,
+    )
+    assert result == {
+        "echoed": 4,
+        "code": 4000,
+        "reason": "bye",
+        "extensions": result["extensions"],
+    }
+    assert result["extensions"].startswith("permessage-deflate")
