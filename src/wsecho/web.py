@@ -504,13 +504,15 @@ class _Channel(http.HTTPChannel):
         if not self._received and data[:2] == b"\x16\x03":
             # A TLS ClientHello (wss:// to a plain port; no HTTP method starts
             # so): it would wait for a line end until the deadline; the
-            # client is better told now.
+            # client is better told now (its TLS fails on a plain answer).
             assert self.transport is not None
             self._log.info(
-                "{peer} spoke TLS to a plain HTTP port: closed",
+                "{peer} spoke TLS to a plain HTTP port: 400",
                 peer=peer2str(self.transport),
             )
-            cast(Any, self.transport).abortConnection()
+            self._received = True
+            self.site.echo_factory.metrics.refusals.labels("bad_handshake").inc()
+            self._answer_and_close(b"400 Bad Request")
             return
         self._received = True
         super().dataReceived(data)
