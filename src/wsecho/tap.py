@@ -1,32 +1,25 @@
 """
-The twistd plugin's options and service: C{twistd -n wsecho --port 8181}.
+The twistd plugin: its options, and the service they make (C{twistd -n wsecho
+--port 8181}).
 """
 
 from __future__ import annotations
 
 import os
-import resource
-import signal
-import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from twisted.application import strports
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
-from twisted.internet import defer, endpoints
-from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError
+from twisted.application.service import IService
+from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorCore
-from twisted.logger import Logger
 from twisted.python import usage
 
-from . import __version__, memory
+from . import __version__
 from .budget import DEFAULT_BUDGET
 from .echo import EchoSettings, MiB
-from .tls import ReloadableTLS, is_tls
-from .web import ProxyTrust, Site, make_site
+from .service import EchoService
+from .web import ProxyTrust, make_site
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
@@ -405,86 +398,6 @@ class Options(usage.Options):
         )
 
 
-class EchoService(MultiService):
-    """
-    The listeners, started or exited from with one line; stopped gracefully.
-
-    C{strports.service} raises synchronously when it cannot listen (in
-    C{privilegedStartService}, before twistd sheds root); twistd would print
-    that as a traceback.
-
-    On stop (SIGTERM, SIGINT): stop listening, send every client close 1001
-    (going away), wait up to the shutdown timeout for the closing
-    handshakes, then drop the rest. twistd then exits 0: wsecho takes the
-    two signals over from the reactor, whose handlers make twistd exit by
-    the signal instead.
-    """
-
-    _log = Logger()
-
-    # The start-up line (see announce), logged when the service starts.
-    startup: dict[str, Any] | None = None
-
-    def __init__(self, site: Site, shutdown_timeout: float, reactor: Any) -> None:
-        super().__init__()
-        self._site = site
-        self._shutdown_timeout = shutdown_timeout
-        self._reactor = reactor
-        self._stopping = False
-        self.tls: list[ReloadableTLS] = []
-
-    def listen(self, description: str) -> None:
-        """
-        Add a listener for a server endpoint description; C{ssl:} ones
-        reload their key and certificate on SIGHUP.
-        """
-        service = strports.service(
-            with_backlog(description), self._site, reactor=self._reactor
-        )
-        if is_tls(description):
-            assert isinstance(service, StreamServerEndpointService)
-            self.tls.append(ReloadableTLS(description, self._reactor, service.endpoint))
-        service.setServiceParent(self)
-
-    def privilegedStartService(self) -> None:
-        _raise_file_limit()
-        memory.map_large_buffers()
-        _exit_if_cannot_listen(super().privilegedStartService)
-
-    def startService(self) -> None:
-        _exit_if_cannot_listen(super().startService)
-        announce(self.startup)
-        self._reactor.callWhenRunning(
-            take_signals, self._reactor, self._on_stop, self.reload_tls
-        )
-
-    def reload_tls(self) -> None:
-        if not self.tls:
-            self._log.info("SIGHUP: no TLS files to reload")
-        for tls in self.tls:
-            tls.reload()
-
-    def _on_stop(self, number: signal.Signals) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        self._log.info("{signal}: shutting down", signal=number.name)
-        self._reactor.stop()
-
-    def stopService(self) -> Deferred[None]:
-        factory = self._site.echo_factory
-        factory.draining = True  # /readyz answers 503 from now on
-        stopped: Deferred[Any] = defer.maybeDeferred(super().stopService)
-
-        def drain(_: object) -> Deferred[None]:
-            return factory.drain(self._shutdown_timeout, self._reactor)
-
-        return stopped.addCallback(drain)
-
-
-_log = Logger()
-
-
 def startup_line(options: Options) -> dict[str, Any]:
     return {
         "version": __version__,
@@ -492,99 +405,6 @@ def startup_line(options: Options) -> dict[str, Any]:
         "workers": options["workers"],
         "options": " ".join(options.changed()) or "defaults",
     }
-
-
-def announce(startup: dict[str, Any] | None) -> None:
-    """
-    One line at start-up: wsecho's version, where it listens, how many
-    workers, the options that are not defaults.
-    """
-    if startup is not None:
-        _log.info(
-            "wsecho {version} listening on {listen}, {workers} worker(s), "
-            "options: {options}",
-            **startup,
-        )
-
-
-def take_signals(
-    reactor: Any,
-    on_stop: Callable[[signal.Signals], None],
-    on_hangup: Callable[[], None],
-) -> None:
-    """
-    Take SIGTERM and SIGINT (C{on_stop}) and SIGHUP (C{on_hangup}) over from
-    the reactor; both are called in the reactor's thread. twistd then exits
-    0 on a stop signal, not by the signal; and a reload (systemctl reload)
-    does not kill a daemon that has no TLS files to reload.
-    """
-
-    def stop(number: int, frame: Any) -> None:
-        reactor.callFromThread(on_stop, signal.Signals(number))
-
-    def hangup(number: int, frame: Any) -> None:
-        reactor.callFromThread(on_hangup)
-
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, stop)
-    signal.signal(signal.SIGHUP, hangup)
-    # A worker starts with SIGHUP blocked (see WorkerPool._start), so that a
-    # reload while it starts waits for this handler instead of killing it.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-
-
-_BACKLOG_TYPES = ("tcp", "tcp6", "ssl", "unix")
-
-
-def listen_backlog() -> int:
-    """
-    The system's largest listen backlog (Linux's somaxconn), which Go takes
-    for the seed server; Twisted's default of 50 drops connections that
-    arrive in a burst.
-    """
-    try:
-        with open("/proc/sys/net/core/somaxconn") as f:
-            return max(int(f.read()), 50)
-    except (OSError, ValueError):
-        return socket.SOMAXCONN
-
-
-def with_backlog(description: str) -> str:
-    """
-    C{description} listening with L{listen_backlog}, unless it names a
-    backlog of its own.
-    """
-    kind = description.split(":", 1)[0].strip().lower()
-    if kind not in _BACKLOG_TYPES or "backlog=" in description:
-        return description
-    return f"{description}:backlog={listen_backlog()}"
-
-
-def _raise_file_limit() -> None:
-    """
-    Every connection is a file descriptor, and the usual soft limit (1024)
-    is far below what one process can serve: take the hard limit, as Go's
-    runtime does for the seed server.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (
-        hard == resource.RLIM_INFINITY or soft < hard
-    ):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass  # e.g. an infinite hard limit that the kernel caps
-
-
-def _exit_if_cannot_listen(start: Callable[[], None]) -> None:
-    try:
-        start()
-    except CannotListenError as e:
-        where = f"{e.interface}:{e.port}" if e.interface else f"{e.port}"
-        raise SystemExit(f"wsecho: cannot listen on {where}: {e.socketError}") from None
-    except OSError as e:
-        # A UNIX socket's lock file, for one, fails before the bind does.
-        raise SystemExit(f"wsecho: cannot listen: {e}") from None
 
 
 def makeService(options: Options, reactor: IReactorCore | None = None) -> IService:

@@ -22,8 +22,9 @@ from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from ._compat import answers_unread, pause_reading, write_buffered
+from .connections import EchoServerFactory
 from .deflate import acceptable_offers
-from .echo import EchoServerFactory, EchoSettings, make_factory
+from .echo import EchoSettings, make_factory
 from .logs import printable
 from .metrics import MetricsResource
 from .pages import Root, Styled, error_page

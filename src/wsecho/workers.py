@@ -43,15 +43,15 @@ from twisted.logger import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from .tap import (
-    EchoService,
-    Options,
-    _exit_if_cannot_listen,
-    _raise_file_limit,
+from .process import (
     announce,
+    exit_if_cannot_listen,
+    raise_file_limit,
     take_signals,
     with_backlog,
 )
+from .service import EchoService
+from .tap import Options
 from .tls import ReloadableTLS, is_tls
 from .web import make_site
 
@@ -97,8 +97,8 @@ class WorkerPool(MultiService):
         self.stopping = False
 
     def privilegedStartService(self) -> None:
-        _raise_file_limit()
-        _exit_if_cannot_listen(self._listen)
+        raise_file_limit()
+        exit_if_cannot_listen(self._listen)
         super().privilegedStartService()
 
     def _listen(self) -> None:

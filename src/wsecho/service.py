@@ -1,0 +1,104 @@
+"""
+The daemon's service: its listeners, started or exited from with one line,
+reloaded on SIGHUP, stopped gracefully on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from . import memory
+from .process import (
+    announce,
+    exit_if_cannot_listen,
+    raise_file_limit,
+    take_signals,
+    with_backlog,
+)
+from .tls import ReloadableTLS, is_tls
+from .web import Site
+
+
+class EchoService(MultiService):
+    """
+    The listeners, started or exited from with one line; stopped gracefully.
+
+    C{strports.service} raises synchronously when it cannot listen (in
+    C{privilegedStartService}, before twistd sheds root); twistd would print
+    that as a traceback.
+
+    On stop (SIGTERM, SIGINT): stop listening, send every client close 1001
+    (going away), wait up to the shutdown timeout for the closing
+    handshakes, then drop the rest. twistd then exits 0: wsecho takes the
+    two signals over from the reactor, whose handlers make twistd exit by
+    the signal instead.
+    """
+
+    _log = Logger()
+
+    # The start-up line (see announce), logged when the service starts.
+    startup: dict[str, Any] | None = None
+
+    def __init__(self, site: Site, shutdown_timeout: float, reactor: Any) -> None:
+        super().__init__()
+        self._site = site
+        self._shutdown_timeout = shutdown_timeout
+        self._reactor = reactor
+        self._stopping = False
+        self.tls: list[ReloadableTLS] = []
+
+    def listen(self, description: str) -> None:
+        """
+        Add a listener for a server endpoint description; C{ssl:} ones
+        reload their key and certificate on SIGHUP.
+        """
+        service = strports.service(
+            with_backlog(description), self._site, reactor=self._reactor
+        )
+        if is_tls(description):
+            assert isinstance(service, StreamServerEndpointService)
+            self.tls.append(ReloadableTLS(description, self._reactor, service.endpoint))
+        service.setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        raise_file_limit()
+        memory.map_large_buffers()
+        exit_if_cannot_listen(super().privilegedStartService)
+
+    def startService(self) -> None:
+        exit_if_cannot_listen(super().startService)
+        announce(self.startup)
+        self._reactor.callWhenRunning(
+            take_signals, self._reactor, self._on_stop, self.reload_tls
+        )
+
+    def reload_tls(self) -> None:
+        if not self.tls:
+            self._log.info("SIGHUP: no TLS files to reload")
+        for tls in self.tls:
+            tls.reload()
+
+    def _on_stop(self, number: signal.Signals) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._log.info("{signal}: shutting down", signal=number.name)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        factory = self._site.echo_factory
+        factory.draining = True  # /readyz answers 503 from now on
+        stopped: Deferred[Any] = defer.maybeDeferred(super().stopService)
+
+        def drain(_: object) -> Deferred[None]:
+            return factory.drain(self._shutdown_timeout, self._reactor)
+
+        return stopped.addCallback(drain)
