@@ -374,10 +374,15 @@ def test_control_characters_are_escaped_in_the_log(run) -> None:
         f"X-Forwarded-For: 192.0.2.1{evil}",
         host=evil,
     ) as client:
-        assert client.status == 101, client.response
-        client.send(frame(8, CLOSE_NORMAL))
-        client.close_code()
-    daemon.wait_for("close ")
+        # Autobahn 26.11 refuses control characters in header values (400);
+        # older ones let them through to the echo, and to its log line.
+        upgraded = client.status == 101
+        assert upgraded or client.status == 400, client.response
+        if upgraded:
+            client.send(frame(8, CLOSE_NORMAL))
+            client.close_code()
+    if upgraded:
+        daemon.wait_for("close ")
     bad_key = (
         UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", b"\x1b]0;owned\x07") + b"\r\n"
     )
@@ -389,7 +394,8 @@ def test_control_characters_are_escaped_in_the_log(run) -> None:
     assert daemon.stop() == 0
     log = daemon.whole_log()
     assert "\x1b" not in log and "\x07" not in log, log
-    assert "\\x1b" in log
+    if upgraded:
+        assert "\\x1b" in log
 
 
 def test_origin_that_is_no_url_is_refused(run) -> None:
