@@ -99,3 +99,15 @@ def test_json_access_log_has_fields(tmp_path) -> None:
     assert access["status"] == 200 and access["bytes"] == len(body)
     assert access["client"] == "127.0.0.1" and access["user_agent"] == "t/1"
     assert '"GET /healthz HTTP/1.1" 200' in access["message"]
+
+
+def test_server_drop_is_logged_as_the_servers(run) -> None:
+    """
+    A peer dropped by the server without a clean close (here: no pong in
+    time) is logged with closed_by=server, not as the client's doing.
+    """
+    daemon = run("--ping-interval", "1", "--ping-timeout", "1", warm=False)
+    with RawClient(daemon.port) as client:
+        line = daemon.wait_for(" code=1006 ")
+        assert client.status == 101
+    assert "closed_by=server" in line and "ping timeout" in line, line

@@ -511,7 +511,11 @@ class EchoServerProtocol(WebSocketServerProtocol):
             code=code,
             reason=reason or "",
             clean=wasClean,
-            closed_by="server" if self.closedByMe else "client",
+            # The server ended it: it sent the first close frame, or dropped
+            # the connection without a clean close (a timeout, the budget).
+            closed_by="server"
+            if self.closedByMe or (self.droppedByMe and not wasClean)
+            else "client",
             duration=duration,
             duration_ms=duration * 1000,
             received=stats.incomingOctetsWireLevel,
