@@ -15,13 +15,11 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from . import memory
-from .budget import MemoryBudget
+from .budget import MemoryBudget, MiB
 from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .echo import EchoServerProtocol
-
-MiB = 1024 * 1024
 
 # How long after a large buffer was freed the heap is trimmed.
 TRIM_DELAY = 1.0

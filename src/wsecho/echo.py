@@ -21,13 +21,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._compat import allow_close_code, can_send_now, send_now, write_buffered
-from .budget import DEFAULT_BUDGET, MemoryBudget
+from .budget import DEFAULT_BUDGET, MemoryBudget, MiB
 from .connections import EchoServerFactory
 from .deflate import accept_deflate
 from .frames import scan
 from .logs import printable
-
-MiB = 1024 * 1024
 
 # How many chunks of a message are kept apart before they are folded into
 # one buffer (see EchoServerProtocol.onMessageFrame).
@@ -495,7 +493,7 @@ class EchoServerProtocol(WebSocketServerProtocol):
         # failed the connection, as /metrics counts it), whether the closing
         # handshake completed, and what went through.
         stats = self.trafficStats
-        code, reason = self.close_code(), reason
+        code = self.close_code()
         if self.closedByMe:
             reason = (self.localCloseReason or b"").decode("utf-8", "replace")
         elif code is None:

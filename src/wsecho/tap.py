@@ -16,8 +16,8 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
 from . import __version__
-from .budget import DEFAULT_BUDGET
-from .echo import EchoSettings, MiB
+from .budget import DEFAULT_BUDGET, MiB
+from .echo import EchoSettings
 from .service import EchoService
 from .web import ProxyTrust, make_site
 
