@@ -27,7 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from helpers import RawClient, frame, free_port, start_daemon  # noqa: E402
+from support.daemon import start_daemon  # noqa: E402
+from support.wire import RawClient, frame  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 DEADLINE = 120.0
@@ -87,10 +88,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2e6, help="bytes/s")
     args = parser.parse_args()
     count = args.count
-    port = free_port()
     work = Path(os.environ.get("TMPDIR", "/tmp"))
-    daemon = start_daemon(work, port, "--port", str(port))
-    pid = daemon.process.pid
+    daemon = start_daemon(work)
+    port, pid = daemon.port, daemon.pid
     try:
         end = frame(1, b"end")
         echo = cost(pid, lambda: exchange(port, frame(2, b"x" * 32) * count, count))

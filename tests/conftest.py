@@ -6,30 +6,26 @@ import os
 
 import pytest
 
-from helpers import assert_echoes, free_port, start_daemon
+from support.daemon import start_daemon
+from support.wire import assert_echoes
 
 
 @pytest.fixture
 def run(tmp_path):
     """
-    Start C{twistd -n wsecho} with the given options on a free port (or on
+    Start C{twistd -n wsecho} with the given options on port 0 (or on
     C{listen}, a description with C{{port}} in it); stop it (exit 0) at the
     end of the test, with no traceback in its log.
     """
     daemons = []
 
     def start(*options: str, listen: str | None = None, warm: bool = True):
-        port = free_port()
-        where = ["--listen", listen.format(port=port)] if listen else []
-        daemon = start_daemon(
-            tmp_path, port, *(where or ["--port", str(port)]), *options
-        )
-        daemon.port = port
-        daemon.pid = daemon.process.pid
+        where = ["--listen", listen.format(port=0)] if listen else []
+        daemon = start_daemon(tmp_path, *where, *options)
         daemons.append(daemon)
         if warm:
             # What the first echo loads is not what an attack costs.
-            assert_echoes(port, os.urandom(65536))
+            assert_echoes(daemon.port, os.urandom(65536))
         return daemon
 
     yield start

@@ -12,16 +12,12 @@ import zlib
 
 import pytest
 
-from helpers import (
-    DEADLINE,
-    UPGRADE,
-    RawClient,
-    assert_echoes,
-    frame,
-    raw_http,
-    rss,
-    wait_until_stalled,
-)
+from support import DEADLINE, wait_until_stalled
+from support.daemon import rss
+from support.wire import UPGRADE, RawClient, assert_echoes, frame, raw_http
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 MiB = 1024 * 1024
 CLOSE_NORMAL = (1000).to_bytes(2, "big")

@@ -16,7 +16,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from helpers import DEADLINE, free_port, make_certificates, require, start_daemon
+from support import DEADLINE, require
+from support.certs import make_certificates
+from support.daemon import start_daemon
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 
@@ -59,18 +64,16 @@ def test_echo_console(browser, tmp_path, scheme) -> None:
     sends a text, shows its echo, and reports the connection closed with
     1001 when the daemon shuts down.
     """
-    port = free_port()
     if scheme == "wss":
         paths = make_certificates(tmp_path)
         listen = (
-            f"ssl:{port}:interface=127.0.0.1:privateKey={paths['key']}"
+            f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}"
             f":certKey={paths['cert']}"
         )
-        page = f"https://127.0.0.1:{port}/"
     else:
-        listen = f"tcp:{port}:interface=127.0.0.1"
-        page = f"http://127.0.0.1:{port}/"
-    daemon = start_daemon(tmp_path, port, "--listen", listen)
+        listen = "tcp:0:interface=127.0.0.1"
+    daemon = start_daemon(tmp_path, "--listen", listen)
+    page = f"{'https' if scheme == 'wss' else 'http'}://127.0.0.1:{daemon.port}/"
     wait = WebDriverWait(browser, DEADLINE)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
@@ -78,7 +81,7 @@ def test_echo_console(browser, tmp_path, scheme) -> None:
         status = browser.find_element(By.ID, "status")
         wait.until(lambda _: status.get_attribute("data-state") == "open")
         log = browser.find_element(By.ID, "log")
-        assert f"connected to {scheme}://127.0.0.1:{port}/socket" in log.text
+        assert f"connected to {scheme}://127.0.0.1:{daemon.port}/socket" in log.text
 
         message = browser.find_element(By.ID, "message")
         message.clear()
@@ -103,8 +106,10 @@ def test_echo_console(browser, tmp_path, scheme) -> None:
 
 @pytest.fixture
 def daemon(tmp_path):
-    port = free_port()
-    daemon = start_daemon(tmp_path, port, "--port", str(port))
+    daemon = start_daemon(
+        tmp_path,
+    )
+    port = daemon.port
     daemon.page = f"http://127.0.0.1:{port}/"
     daemon.url = f"ws://127.0.0.1:{port}/socket"
     yield daemon

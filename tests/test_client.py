@@ -13,7 +13,12 @@ import threading
 import pytest
 from websockets.sync.server import serve
 
-from helpers import BIN, DEADLINE, free_port, make_certificates, start_daemon
+from support import BIN, DEADLINE
+from support.certs import make_certificates
+from support.daemon import free_port, start_daemon
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 
 def client(*args: str, stdin: str | bytes = b"") -> subprocess.CompletedProcess[str]:
@@ -31,15 +36,12 @@ def text(result) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    port = free_port()
     daemon = start_daemon(
         tmp_path_factory.mktemp("ws"),
-        port,
-        "--port",
-        str(port),
         "--subprotocol",
         "chat",
     )
+    port = daemon.port
     yield f"ws://127.0.0.1:{port}/socket"
     assert daemon.stop() == 0
 
@@ -48,14 +50,12 @@ def daemon(tmp_path_factory):
 def tls(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tls")
     paths = make_certificates(directory, names=("example.test",))
-    port = free_port()
     daemon = start_daemon(
         directory,
-        port,
         "--listen",
-        f"ssl:{port}:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}",
+        f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}",
     )
-    yield port, paths["ca"]
+    yield daemon.port, paths["ca"]
     assert daemon.stop() == 0
 
 

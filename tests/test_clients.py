@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from helpers import DEADLINE, RawClient, frame, free_port, require, start_daemon
+from support import DEADLINE, require
+from support.daemon import start_daemon
+from support.wire import RawClient, frame
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 CLIENTS = Path(__file__).parent / "clients"
 GOCODE = Path("/usr/share/gocode")
@@ -22,8 +27,10 @@ NODE_PATH = Path("/usr/share/nodejs")
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    port = free_port()
-    daemon = start_daemon(tmp_path_factory.mktemp("clients"), port, "--port", str(port))
+    daemon = start_daemon(
+        tmp_path_factory.mktemp("clients"),
+    )
+    port = daemon.port
     daemon.url = f"ws://127.0.0.1:{port}/socket"
     yield daemon
     assert daemon.stop() == 0

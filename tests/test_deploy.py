@@ -10,9 +10,14 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 from websockets.sync.client import connect
 
-from helpers import BIN, DEADLINE, Daemon, free_port, require
+from support import BIN, DEADLINE, require
+from support.daemon import Daemon, free_port
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).parent.parent
 

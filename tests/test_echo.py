@@ -8,8 +8,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
-from helpers import poll
-from wsecho.echo import EchoSettings, make_factory
+from support import poll
+from wsecho.config import EchoSettings
+from wsecho.echo import make_factory
 
 
 class EchoTests(TestCase):

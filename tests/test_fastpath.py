@@ -10,14 +10,13 @@ import threading
 
 import pytest
 
-from helpers import (
-    RawClient,
-    frame,
-    free_port,
-    start_daemon,
-    wait_until_stalled,
-)
+from support import wait_until_stalled
+from support.daemon import start_daemon
+from support.wire import RawClient, frame
 from wsecho.frames import SMALL_PAYLOAD, unmask
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 TEXT, BINARY, CLOSE, PING, PONG = 1, 2, 8, 9, 10
 
@@ -27,15 +26,12 @@ def daemon(tmp_path_factory):
     """
     One daemon for the module, with a 1000-byte message limit.
     """
-    port = free_port()
     daemon = start_daemon(
         tmp_path_factory.mktemp("fastpath"),
-        port,
-        "--port",
-        str(port),
         "--max-message-size",
         "1000",
     )
+    port = daemon.port
     daemon.port = port
     yield daemon
     assert daemon.stop() == 0
@@ -115,10 +111,8 @@ def test_large_frames_with_64_bit_lengths(tmp_path) -> None:
     Binary frames past 64 KiB (64-bit lengths), many reads each, are
     echoed; one over --max-frame-size gets 1009.
     """
-    port = free_port()
-    daemon = start_daemon(
-        tmp_path, port, "--port", str(port), "--max-frame-size", "300000"
-    )
+    daemon = start_daemon(tmp_path, "--max-frame-size", "300000")
+    port = daemon.port
     try:
         with RawClient(port) as client:
             for size in (65536, 300_000):

@@ -13,7 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import DEADLINE, assert_echoes, free_port, open_files, start_daemon
+from support import DEADLINE
+from support.daemon import open_files, start_daemon
+from support.wire import UPGRADE, assert_echoes
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 EXAMPLES = 150
 
@@ -23,28 +28,19 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-UPGRADE = (
-    b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n"
-)
-
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     directory = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
     # Short timeouts: a fuzzed frame may claim a payload that never comes.
     daemon = start_daemon(
         directory,
-        port,
-        "--port",
-        str(port),
         "--close-handshake-timeout",
         "1",
         "--open-handshake-timeout",
         "2",
     )
+    port = daemon.port
     daemon.port = port
     assert_echoes(port)
     daemon.baseline_files = open_files(daemon.process.pid)

@@ -8,7 +8,14 @@ and the access log as an event with fields.
 import json
 from urllib.request import Request, urlopen
 
-from helpers import DEADLINE, RawClient, frame, free_port, start_daemon
+import pytest
+
+from support import DEADLINE
+from support.daemon import start_daemon
+from support.wire import RawClient, frame
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 CLOSE_NORMAL = (1000).to_bytes(2, "big")
 
@@ -28,7 +35,8 @@ def test_one_startup_line(run) -> None:
     """
     daemon = run("--memory-budget", "100000000", "--subprotocol", "chat")
     line = daemon.wait_for("wsecho 0.1.0 listening on ")
-    assert f"tcp:{daemon.port}:interface=127.0.0.1" in line, line
+    # Where it was told to listen (port 0: the kernel chose daemon.port).
+    assert "listening on tcp:0:interface=127.0.0.1," in line, line
     assert "1 worker(s)" in line, line
     assert "options: --memory-budget 100000000 --subprotocol chat" in line, line
     assert daemon.stop() == 0
@@ -83,10 +91,8 @@ def test_json_access_log_has_fields(tmp_path) -> None:
     With --logger wsecho.logs.json, each HTTP request is an event with its
     method, path, status, client, user agent and bytes.
     """
-    port = free_port()
-    daemon = start_daemon(
-        tmp_path, port, "--port", str(port), twistd=("--logger", "wsecho.logs.json")
-    )
+    daemon = start_daemon(tmp_path, twistd=("--logger", "wsecho.logs.json"))
+    port = daemon.port
     request = Request(f"http://127.0.0.1:{port}/healthz", headers={"User-Agent": "t/1"})
     with urlopen(request, timeout=DEADLINE) as response:
         body = response.read()
@@ -94,7 +100,7 @@ def test_json_access_log_has_fields(tmp_path) -> None:
     assert daemon.stop() == 0
     records = [json.loads(line) for line in daemon.whole_log().splitlines()]
     access = next(r for r in records if "method" in r)
-    assert access["namespace"] == "wsecho.web.Site"
+    assert access["namespace"] == "wsecho.channel.Site"
     assert access["method"] == "GET" and access["path"] == "/healthz"
     assert access["status"] == 200 and access["bytes"] == len(body)
     assert access["client"] == "127.0.0.1" and access["user_agent"] == "t/1"

@@ -19,18 +19,13 @@ from urllib.request import urlopen
 import pytest
 from websockets.sync.client import connect
 
-from helpers import (
-    DEADLINE,
-    UPGRADE,
-    RawClient,
-    assert_echoes,
-    frame,
-    make_certificates,
-    poll_until,
-    raw_http,
-    require,
-    rss,
-)
+from support import DEADLINE, poll_until, require
+from support.certs import make_certificates
+from support.daemon import rss
+from support.wire import UPGRADE, RawClient, assert_echoes, frame, raw_http
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 MiB = 1024 * 1024
 CLOSE_NORMAL = (1000).to_bytes(2, "big")

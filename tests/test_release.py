@@ -13,7 +13,9 @@ from twisted.logger import globalLogBeginner
 from twisted.trial.unittest import TestCase
 from websockets.sync.client import connect
 
-from helpers import DEADLINE, RawClient, frame, poll, serve
+from support import DEADLINE, poll
+from support.site import serve
+from support.wire import RawClient, frame
 from wsecho.echo import EchoServerProtocol
 
 
@@ -82,16 +84,16 @@ class DrippedFrameTests(TestCase):
         fast path looks at its bytes about once, not once per read (which
         made the CPU time quadratic in the frame's size).
         """
-        import wsecho.echo
+        import wsecho.fastpath
 
         scanned = [0]
-        scan = wsecho.echo.scan
+        scan = wsecho.fastpath.scan
 
         def counting(data, *args):
             scanned[0] += len(data)
             return scan(data, *args)
 
-        self.patch(wsecho.echo, "scan", counting)
+        self.patch(wsecho.fastpath, "scan", counting)
         port, _ = serve(self)
         payload = os.urandom(4 * 1024 * 1024)
         data = frame(2, payload)

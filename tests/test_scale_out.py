@@ -13,7 +13,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers import DEADLINE, free_port, require, start_daemon
+from support import DEADLINE, require
+from support.daemon import free_port, start_daemon
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).parent.parent
 
@@ -56,14 +60,13 @@ def test_haproxy_balances_and_drains(tmp_path) -> None:
     other, without a failed echo.
     """
     haproxy = require("haproxy")
-    front, first, second = free_port(), free_port(), free_port()
+    front = free_port()  # HAProxy does not say where it listens
     daemons = [
         # --verbose: the daemons log each connection as it opens.
-        start_daemon(
-            tmp_path, port, "--port", str(port), "--trust-proxy", "1", "--verbose"
-        )
-        for port in (first, second)
+        start_daemon(tmp_path, "--trust-proxy", "1", "--verbose")
+        for _ in range(2)
     ]
+    first, second = (daemon.port for daemon in daemons)
     config = tmp_path / "haproxy.cfg"
     config.write_text(proxied_config(front, first, second))
     proxy = subprocess.Popen(

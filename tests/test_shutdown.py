@@ -3,9 +3,11 @@ Shutting down gracefully, and the health checks load balancers poll.
 """
 
 import asyncio
+import re
 import resource
 from typing import Any
 
+import pytest
 from treq.testing import StubTreq
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
@@ -14,9 +16,11 @@ from websockets.asyncio.client import connect as connect_async
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers import DEADLINE, free_port, poll, serve, start_daemon
+from support import DEADLINE, poll
+from support.daemon import start_daemon
+from support.site import serve
 from test_sockets import silent_client, status
-from wsecho.echo import EchoSettings
+from wsecho.config import EchoSettings
 from wsecho.web import make_site
 
 
@@ -81,6 +85,7 @@ class DrainTests(TestCase):
         self.assertIn(b"\x88", received.split(b"\r\n\r\n", 1)[1][:1])  # a close frame
 
 
+@pytest.mark.system
 def test_sigterm_closes_clients_and_exits_zero(tmp_path) -> None:
     """
     On SIGTERM the real daemon sends open clients 1001, echoes what they
@@ -88,10 +93,8 @@ def test_sigterm_closes_clients_and_exits_zero(tmp_path) -> None:
     """
     import threading
 
-    port = free_port()
-    daemon = start_daemon(
-        tmp_path, port, "--port", str(port), "--shutdown-timeout", "5"
-    )
+    daemon = start_daemon(tmp_path, "--shutdown-timeout", "5")
+    port = daemon.port
     result = {}
     connected = threading.Event()
 
@@ -115,21 +118,20 @@ def test_sigterm_closes_clients_and_exits_zero(tmp_path) -> None:
     daemon.wait_for("SIGTERM: shutting down")
 
 
+@pytest.mark.system
 def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
     """
     SIGTERM with 1,000 open connections, each with a message in flight:
     every client gets close 1001 with a clean closing handshake, preceded
-    by the echo of its message whenever the server had received it, and
-    twistd exits 0.
+    by the echo of its message exactly when the server had received it (as
+    its close line counts), and twistd exits 0.
     """
     count = 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * count:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * count), hard))
-    port = free_port()
-    daemon = start_daemon(
-        tmp_path, port, "--port", str(port), "--shutdown-timeout", "20"
-    )
+    daemon = start_daemon(tmp_path, "--shutdown-timeout", "20")
+    port = daemon.port
     url = f"ws://127.0.0.1:{port}/socket"
 
     async def connect_all() -> dict[int, Any]:
@@ -147,7 +149,8 @@ def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
             await asyncio.wait_for(asyncio.gather(*map(one, batch)), DEADLINE)
         return connections
 
-    async def outcome(i: int, ws: Any) -> tuple[int, list[str], int | None]:
+    async def outcome(i: int, ws: Any) -> tuple[int, list[str], int | None, int]:
+        port = ws.local_address[1]
         received = []
         try:
             while True:
@@ -155,9 +158,9 @@ def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
         except ConnectionClosed:
             pass
         await asyncio.wait_for(ws.wait_closed(), DEADLINE)
-        return i, received, ws.close_code
+        return i, received, ws.close_code, port
 
-    async def scenario() -> list[tuple[int, list[str], int | None]]:
+    async def scenario() -> list[tuple[int, list[str], int | None, int]]:
         connections = await connect_all()
         assert len(connections) == count
         for i, ws in connections.items():
@@ -165,12 +168,23 @@ def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
         daemon.terminate()
         return await asyncio.gather(*(outcome(i, ws) for i, ws in connections.items()))
 
-    echoed = 0
-    for i, received, code in asyncio.run(scenario()):
-        assert code == 1001, (i, received, code)
-        assert received in ([], [f"last {i}"]), (i, received)
-        echoed += bool(received)
+    outcomes = asyncio.run(scenario())
     assert daemon.process.wait(timeout=DEADLINE) == 0
     line = daemon.wait_for("s for 1000 connections to close")
     assert "waiting up to 20.0 s" in line
+    # What the server received and sent of each connection, by client port.
+    counted = {
+        int(port): (int(received), int(sent))
+        for port, received, sent in re.findall(
+            r"close tcp4:127\.0\.0\.1:(\d+) .* messages=(\d+)/(\d+)", daemon.whole_log()
+        )
+    }
+    echoed = 0
+    for i, received, code, port in outcomes:
+        assert code == 1001, (i, received, code)
+        # "first" was echoed before; "last" is echoed iff it arrived.
+        arrived = counted[port][0] - 1
+        assert counted[port] == (1 + arrived, 1 + arrived), (i, counted[port])
+        assert received == [f"last {i}"] * arrived, (i, received, counted[port])
+        echoed += arrived
     print(f"{echoed} of {count} in-flight messages echoed before close 1001")

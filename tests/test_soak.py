@@ -11,18 +11,15 @@ import random
 import threading
 import time
 
+import pytest
 from websockets.sync.client import connect
 
-from helpers import (
-    DEADLINE,
-    RawClient,
-    assert_echoes,
-    frame,
-    free_port,
-    open_files,
-    rss,
-    start_daemon,
-)
+from support import DEADLINE
+from support.daemon import open_files, rss, start_daemon
+from support.wire import RawClient, assert_echoes, frame
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 MiB = 1024 * 1024
 SECONDS = float(os.environ.get("WSECHO_SOAK_SECONDS", "10"))
@@ -105,8 +102,10 @@ def test_soak(tmp_path, capsys) -> None:
     RSS_BOUND of what it was after a warm-up, and its open files are
     back to what they were.
     """
-    port = free_port()
-    daemon = start_daemon(tmp_path, port, "--port", str(port))
+    daemon = start_daemon(
+        tmp_path,
+    )
+    port = daemon.port
     pid = daemon.process.pid
     try:
         assert_echoes(port)

@@ -12,53 +12,10 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
-from helpers import DEADLINE, frame, serve
-from wsecho.echo import EchoSettings
-
-
-def raw_exchange(port: int, data: bytes) -> bytes:
-    """
-    Send C{data}, read until the server closes, return what it sent.
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-        s.sendall(data)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def upgrade_request(path: str = "/socket", **headers: str) -> bytes:
-    fields = {
-        "Host": "127.0.0.1",
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-    }
-    fields.update({k.replace("_", "-"): v for k, v in headers.items()})
-    lines = [f"GET {path} HTTP/1.1"] + [
-        f"{k}: {v}" for k, v in fields.items() if v is not None
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def masked_frame(opcode: int, payload: bytes) -> bytes:
-    """
-    A final client frame (masked, as clients must), payload under 126 bytes.
-    """
-    mask = b"\x01\x02\x03\x04"
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
-
-
-def read_frame(reader) -> tuple[int, bytes]:
-    """
-    Read one unmasked server frame with a payload under 126 bytes.
-    """
-    head = reader.read(2)
-    assert len(head) == 2 and head[1] < 126, head
-    return head[0] & 0x0F, reader.read(head[1])
+from support import DEADLINE
+from support.site import serve
+from support.wire import frame, raw_http, read_frame, upgrade
+from wsecho.config import EchoSettings
 
 
 def silent_client(port: int) -> bytes:
@@ -67,7 +24,7 @@ def silent_client(port: int) -> bytes:
     until the server closes or drops the connection; return what it sent.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-        s.sendall(upgrade_request())
+        s.sendall(upgrade())
         received = b""
         try:
             while chunk := s.recv(4096):
@@ -185,13 +142,13 @@ class EchoOverSocketsTests(TestCase):
         A plain GET /socket gets 426 and says why; the index page gets 200.
         """
         get = b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        response = await deferToThread(raw_exchange, self.port, get)
+        response = await deferToThread(raw_http, self.port, get)
         self.assertEqual(status(response), 426)
         self.assertIn(b"\r\nUpgrade: websocket\r\n", response)
         self.assertIn(b"\r\nServer: wsecho\r\n", response)
         self.assertIn(b"WebSocket endpoint", response)
         get = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        response = await deferToThread(raw_exchange, self.port, get)
+        response = await deferToThread(raw_http, self.port, get)
         self.assertEqual(status(response), 200)
         self.assertIn(b"\r\nServer: wsecho\r\n", response)
 
@@ -200,18 +157,18 @@ class EchoOverSocketsTests(TestCase):
         Invalid handshakes get a 4xx status, never a 500, and nothing breaks.
         """
         requests = [
-            upgrade_request(Sec_WebSocket_Version="7"),
-            upgrade_request(Sec_WebSocket_Version=None),
-            upgrade_request(Sec_WebSocket_Key=None),
-            upgrade_request(Sec_WebSocket_Key="short"),
-            upgrade_request(Connection="keep-alive"),
-            upgrade_request(Origin="not an origin"),
-            upgrade_request().replace(b"GET", b"POST", 1),
+            upgrade(Sec_WebSocket_Version="7"),
+            upgrade(Sec_WebSocket_Version=None),
+            upgrade(Sec_WebSocket_Key=None),
+            upgrade(Sec_WebSocket_Key="short"),
+            upgrade(Connection="keep-alive"),
+            upgrade(Origin="not an origin"),
+            upgrade().replace(b"GET", b"POST", 1),
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
             b"GET /socket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nbroken header line\r\n\r\n",
         ]
         for request in requests:
-            response = await deferToThread(raw_exchange, self.port, request)
+            response = await deferToThread(raw_http, self.port, request)
             self.assertTrue(400 <= status(response) < 500, (request, response))
         echoes, _ = await self.exchange(["still fine"])
         self.assertEqual(echoes, ["still fine"])
@@ -229,7 +186,7 @@ class EchoOverSocketsTests(TestCase):
                 with socket.create_connection(
                     ("127.0.0.1", self.port), timeout=DEADLINE
                 ) as bad:
-                    bad.sendall(upgrade_request())
+                    bad.sendall(upgrade())
                     handshake = bad.recv(4096)
                     bad.sendall(b"\x81\x02hi")  # a text frame without a mask
                     reply = bad.recv(4096)
@@ -302,7 +259,7 @@ class LimitsOverSocketsTests(TestCase):
 
 
 class PipelinedFramesTests(TestCase):
-    async def test_frames_sent_with_the_upgrade_request(self) -> None:
+    async def test_frames_sent_with_the_upgrade(self) -> None:
         """
         Frames that arrive in the same read as the upgrade request (a client
         that did not wait for the 101) are echoed, not lost.
@@ -311,9 +268,7 @@ class PipelinedFramesTests(TestCase):
 
         def pipelined():
             with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-                s.sendall(
-                    upgrade_request() + frame(1, b"early") + frame(2, b"\x00\x01")
-                )
+                s.sendall(upgrade() + frame(1, b"early") + frame(2, b"\x00\x01"))
                 reader = s.makefile("rb")
                 while reader.readline() not in (b"\r\n", b""):
                     pass
@@ -398,7 +353,7 @@ class KeepaliveTests(TestCase):
         def answering():
             # Answer two pings with pongs, then check the echo still works.
             with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-                s.sendall(upgrade_request())
+                s.sendall(upgrade())
                 reader = s.makefile("rb")
                 while reader.readline() not in (b"\r\n", b""):
                     pass
@@ -407,8 +362,8 @@ class KeepaliveTests(TestCase):
                     opcode, payload = read_frame(reader)
                     assert opcode == 0x9, opcode
                     pings += 1
-                    s.sendall(masked_frame(0xA, payload))
-                s.sendall(masked_frame(0x1, b"still here"))
+                    s.sendall(frame(0xA, payload))
+                s.sendall(frame(0x1, b"still here"))
                 return read_frame(reader)
 
         received = await deferToThread(silent_client, port)

@@ -13,12 +13,8 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from wsecho.echo import (
-    EchoServerProtocol,
-    MiB,
-    UncountedEchoServerProtocol,
-    VerboseEchoServerProtocol,
-)
+from wsecho.budget import MiB
+from wsecho.echo import EchoServerProtocol, VerboseEchoServerProtocol
 from wsecho.tap import Options, makeService
 
 
@@ -28,8 +24,12 @@ def _tmp(test: SynchronousTestCase) -> Path:
     return directory
 
 
-def parse(*argv: str) -> Options:
-    options = Options()
+def parse(*argv: str, environ: dict[str, str] | None = None) -> Options:
+    """
+    Parse C{argv} as twistd would, with C{environ} (none by default) as the
+    environment: not the one the tests run in.
+    """
+    options = Options(environ=environ or {})
     options.parseOptions(list(argv))
     return options
 
@@ -287,27 +287,21 @@ class OptionsTests(SynchronousTestCase):
 
     def test_help(self) -> None:
         """
-        --help lists every option with its default.
+        --help lists every option (flags, parameters, repeatable ones), each
+        parameter with its default.
         """
-        help_text = str(Options())
-        for option in (
-            "--port",
-            "--interface",
-            "--listen",
-            "--allowed-origin",
-            "--subprotocol",
-            "--no-compression",
-            "--max-message-size",
-            "--max-frame-size",
-            "--open-handshake-timeout",
-            "--close-handshake-timeout",
-            "--ping-interval",
-            "--ping-timeout",
-            "--shutdown-timeout",
-            "--verbose",
-            "--memory-budget",
-        ):
-            self.assertIn(option, help_text)
+        options = Options(environ={})
+        help_text = str(options)
+        names = [f[0] for f in options.optFlags] + [p[0] for p in options.optParameters]
+        names += list(options.repeatable)
+        self.assertGreaterEqual(len(names), 21)
+        for name in names:
+            self.assertIn(f"--{name}", help_text)
+        for name, _, default, *_ in options.optParameters:
+            self.assertIn(f"--{name}", help_text)
+            if default is not None:
+                line = help_text[help_text.index(f"--{name}") :].split("\n--")[0]
+                self.assertIn("[default:", " ".join(line.split()), name)
         self.assertIn("[default: 8181]", help_text)
         self.assertIn("[default: 127.0.0.1]", help_text)
 
@@ -345,7 +339,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         unix: and ssl: endpoints listen where they say, for ws and wss.
         """
-        from helpers import make_certificates
+        from support.certs import make_certificates
 
         paths = make_certificates(_tmp(self))
         reactor = self.start(
@@ -371,18 +365,20 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_verbose_selects_the_logging_echo(self) -> None:
         """
-        --verbose swaps in the echo that logs messages, --no-metrics the one
-        that does not count them; the default counts and does not log.
+        --verbose swaps in the echo that logs messages (and counts them),
+        --no-metrics stops the counting; the default counts and does not log.
         """
-        for argv, expected in (
-            ((), EchoServerProtocol),
-            (("--verbose",), VerboseEchoServerProtocol),
-            (("--no-metrics",), UncountedEchoServerProtocol),
+        for argv, expected, counted in (
+            ((), EchoServerProtocol, True),
+            (("--verbose",), VerboseEchoServerProtocol, True),
+            (("--no-metrics",), EchoServerProtocol, False),
+            (("--no-metrics", "--verbose"), VerboseEchoServerProtocol, True),
         ):
             reactor = self.start(*argv)
             site = reactor.tcpServers[0][1]
-            factory = site.resource.children[b"socket"]._factory
+            factory = site.echo_factory
             self.assertIs(factory.protocol, expected)
+            self.assertIs(factory.counted, counted)
 
     def test_workers_make_a_pool(self) -> None:
         """

@@ -12,13 +12,19 @@ from incremental import Version
 from twisted import version as twisted_version
 from websockets.sync.client import connect
 
-from helpers import BIN, DEADLINE, Daemon, free_port, start_daemon
+from support import BIN, DEADLINE
+from support.daemon import Daemon, start_daemon
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture
 def daemon(tmp_path):
-    port = free_port()
-    daemon = start_daemon(tmp_path, port, "--port", str(port))
+    daemon = start_daemon(
+        tmp_path,
+    )
+    port = daemon.port
     daemon.port = port
     yield daemon
     # wsecho shuts down gracefully on SIGTERM and exits 0.
@@ -89,9 +95,7 @@ def test_port_in_use(tmp_path, daemon) -> None:
     second = Daemon(tmp_path, "--port", str(daemon.port))
     assert second.process.wait(timeout=DEADLINE) != 0
     second.wait_for(f"wsecho: cannot listen on 127.0.0.1:{daemon.port}: ")
-    assert not any(
-        "Traceback" in line for line in second.log + list(second.lines.queue)
-    )
+    assert "Traceback" not in second.whole_log()
 
 
 def test_bad_option(tmp_path) -> None:
@@ -103,9 +107,7 @@ def test_bad_option(tmp_path) -> None:
     if twisted_version >= Version("Twisted", 26, 10, 0):
         assert code != 0  # older twistd exits 0 after a usage error
     daemon.wait_for("--max-message-size 'lots': a whole number of bytes")
-    assert not any(
-        "Traceback" in line for line in daemon.log + list(daemon.lines.queue)
-    )
+    assert "Traceback" not in daemon.whole_log()
 
 
 def test_sighup_reloads_the_certificate(tmp_path) -> None:
@@ -118,7 +120,7 @@ def test_sighup_reloads_the_certificate(tmp_path) -> None:
     import signal
     import ssl
 
-    from helpers import make_certificates
+    from support.certs import make_certificates
 
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
@@ -127,13 +129,12 @@ def test_sighup_reloads_the_certificate(tmp_path) -> None:
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     shutil.copy(old["key"], key)
     shutil.copy(old["cert"], cert)
-    port = free_port()
     daemon = start_daemon(
         tmp_path,
-        port,
         "--listen",
-        f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
     )
+    port = daemon.port
     url = f"wss://127.0.0.1:{port}/socket"
 
     def trusting(paths):
@@ -243,10 +244,8 @@ def test_json_log(tmp_path) -> None:
     """
     import json
 
-    port = free_port()
-    daemon = start_daemon(
-        tmp_path, port, "--port", str(port), twistd=("--logger", "wsecho.logs.json")
-    )
+    daemon = start_daemon(tmp_path, twistd=("--logger", "wsecho.logs.json"))
+    port = daemon.port
     with connect(
         f"ws://127.0.0.1:{port}/socket", origin="http://127.0.0.1:" + str(port)
     ) as ws:
@@ -278,11 +277,10 @@ def test_configured_from_the_environment(tmp_path) -> None:
     """
     import os
 
-    port = free_port()
-    environ = {**os.environ, "WSECHO_PORT": str(port), "WSECHO_SUBPROTOCOL": "chat"}
-    daemon = start_daemon(tmp_path, port, env=environ)
+    environ = {**os.environ, "WSECHO_PORT": "0", "WSECHO_SUBPROTOCOL": "chat"}
+    daemon = start_daemon(tmp_path, env=environ)
     try:
-        url = f"ws://127.0.0.1:{port}/socket"
+        url = f"ws://127.0.0.1:{daemon.port}/socket"
         with connect(url, subprotocols=["superchat", "chat"]) as ws:
             assert ws.subprotocol == "chat"
     finally:

@@ -8,8 +8,9 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 
-from wsecho.echo import EchoSettings
-from wsecho.web import OriginPolicy, ProxyTrust, make_site
+from wsecho.config import EchoSettings
+from wsecho.policy import OriginPolicy, ProxyTrust
+from wsecho.web import make_site
 
 UPGRADE = {
     b"Upgrade": [b"websocket"],

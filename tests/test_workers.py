@@ -10,29 +10,27 @@ import signal
 import ssl
 import time
 
+import pytest
 from incremental import Version
 from twisted import version as twisted_version
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from helpers import (
-    DEADLINE,
-    Daemon,
-    assert_echoes,
-    free_port,
-    make_certificates,
-    start_daemon,
-)
+from support import DEADLINE
+from support.certs import make_certificates
+from support.daemon import Daemon, start_daemon
+from support.wire import assert_echoes
+
+# Each test starts real processes: deselected by -m "not system".
+pytestmark = pytest.mark.system
 
 
-def start_workers(tmp_path, port: int, count: int, *args: str) -> tuple[Daemon, dict]:
+def start_workers(tmp_path, count: int, *args: str) -> tuple[Daemon, dict]:
     """
     Start twistd with C{count} workers; return it and the workers' pids by
     number, once each worker listens.
     """
-    if "--listen" not in args:
-        args = ("--port", str(port), *args)
-    daemon = start_daemon(tmp_path, port, "--workers", str(count), *args)
+    daemon = start_daemon(tmp_path, "--workers", str(count), *args)
     pids = {}
     try:
         while len(pids) < count:
@@ -62,8 +60,8 @@ def test_workers_serve_and_are_restarted(tmp_path) -> None:
     again, and the other serves meanwhile. Their log lines come out of the
     parent's log, marked with their number.
     """
-    port = free_port()
-    daemon, pids = start_workers(tmp_path, port, 2)
+    daemon, pids = start_workers(tmp_path, 2)
+    port = daemon.port
     try:
         assert all(running(pid) for pid in pids.values())
         for _ in range(10):
@@ -96,8 +94,8 @@ def test_sigterm_drains_every_worker(tmp_path) -> None:
     SIGTERM to the parent reaches the workers: their clients get 1001 and
     the parent exits 0 once all have ended.
     """
-    port = free_port()
-    daemon, pids = start_workers(tmp_path, port, 2)
+    daemon, pids = start_workers(tmp_path, 2)
+    port = daemon.port
     with contextlib.ExitStack() as stack:
         clients = [
             stack.enter_context(
@@ -129,12 +127,11 @@ def test_workers_with_tls_reload_on_sighup(tmp_path) -> None:
     parent gets SIGHUP.
     """
     paths = make_certificates(tmp_path)
-    port = free_port()
     listen = (
-        f"ssl:{port}:interface=127.0.0.1:privateKey={paths['key']}"
-        f":certKey={paths['cert']}"
+        f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}"
     )
-    daemon, _ = start_workers(tmp_path, port, 2, "--listen", listen)
+    daemon, _ = start_workers(tmp_path, 2, "--listen", listen)
+    port = daemon.port
     try:
         context = ssl.create_default_context(cafile=str(paths["ca"]))
         for _ in range(4):

@@ -1,18 +1,84 @@
 """
-The private names of Twisted (and the one table of Autobahn) that wsecho
-uses, for speed or for memory accounting, in one place, each with why.
-Where a Twisted release changes them, L{can_send_now} turns false and
-everything falls back to the public path (C{write}, and no write-buffer
-figure).
+Every private name of Twisted and Autobahn that wsecho uses, in one place,
+each with why (speed, or memory accounting). Nothing else in wsecho reaches
+into either library.
+
+L{changed} is run once at start-up (L{wsecho.service.EchoService}): where
+a release has renamed or dropped one of these names, it says which, one
+warning is logged, and wsecho takes the public path instead: Twisted's
+C{write} and no write-buffer figure, Autobahn's own frame parser, no
+option-copying shortcut, twisted.web's own pipelining and TLS files read
+only at start-up.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet import endpoints
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.tcp import Connection
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.web.http import HTTPChannel
+
+
+def _uses(function: Any, *names: str) -> bool:
+    code = getattr(function, "__code__", None)
+    return code is not None and all(n in code.co_names for n in names)
+
+
+def _missing() -> list[str]:
+    """
+    The shortcuts whose private names the installed libraries do not have
+    (or no longer use); empty where all are there.
+    """
+    needs = {
+        # Twisted's TCP write buffer (send_now, write_buffered).
+        "tcp": _uses(FileDescriptor.__init__, "_tempDataLen")
+        and _uses(FileDescriptor.doWrite, "_tempDataLen", "dataBuffer", "offset"),
+        # twisted.web's channel (answers_unread, pause_reading).
+        "http": hasattr(HTTPChannel, "_waitingForTransport")
+        and _uses(HTTPChannel.connectionMade, "_networkProducer"),
+        # Autobahn's frame parser state (the fast path).
+        "frames": all(
+            hasattr(WebSocketProtocol, n)
+            for n in ("_dataReceived", "_cancelAutoPingTimeoutCall")
+        )
+        and _uses(WebSocketProtocol.processData, "current_frame", "inside_message")
+        and _uses(WebSocketProtocol._connectionMade, "_perMessageCompress"),
+        # Autobahn's per-connection option copy (QuickOptions).
+        "options": hasattr(WebSocketServerProtocol, "CONFIG_ATTRS")
+        and hasattr(WebSocketProtocol, "_connectionMade"),
+        # Autobahn's 1009 hook (MessageTooBig) and close-code table.
+        "limits": hasattr(WebSocketProtocol, "_max_message_size_exceeded")
+        and isinstance(
+            getattr(WebSocketProtocol, "CLOSE_STATUS_CODES_ALLOWED", None), list
+        ),
+        # The TLS endpoint's context factory (ReloadableTLS).
+        "tls": _uses(endpoints.SSL4ServerEndpoint.__init__, "_sslContextFactory"),
+    }
+    return sorted(name for name, ok in needs.items() if not ok)
+
+
+MISSING = _missing()
+FAST_FRAMES = "frames" not in MISSING
+TCP_BUFFERS = "tcp" not in MISSING
+HTTP_CHANNEL = "http" not in MISSING
+TLS_RELOAD = "tls" not in MISSING
+
+
+def changed() -> list[str]:
+    """
+    The shortcuts turned off because Twisted or Autobahn changed the names
+    they rely on (for the start-up warning).
+    """
+    return list(MISSING)
+
+
+# --- Autobahn ----------------------------------------------------------------
 
 
 def allow_close_code(code: int) -> None:
@@ -22,9 +88,100 @@ def allow_close_code(code: int) -> None:
     by name, so a subclass cannot extend it: the list itself is extended,
     for every Autobahn protocol in the process.
     """
-    allowed = WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
-    if code not in allowed:
+    allowed = getattr(WebSocketProtocol, "CLOSE_STATUS_CODES_ALLOWED", None)
+    if isinstance(allowed, list) and code not in allowed:
         allowed.append(code)
+
+
+if TYPE_CHECKING:
+    _Base = WebSocketServerProtocol
+else:
+    _Base = object
+
+
+class QuickOptions(_Base):
+    """
+    Autobahn copies the factory's options onto each new protocol, then
+    pretty-prints them all for a debug message that is built whether debug
+    logging is on or not: a quarter of a handshake's time. This copies them
+    itself, and leaves Autobahn nothing to copy or print.
+    """
+
+    def _connectionMade(self) -> None:
+        if "options" in MISSING:
+            super()._connectionMade()
+            return
+        factory = self.factory
+        for name in self.CONFIG_ATTRS:
+            if not hasattr(self, name):
+                setattr(self, name, getattr(factory, name))
+        this: Any = self
+        this.CONFIG_ATTRS = ()
+        try:
+            super()._connectionMade()
+        finally:
+            del this.CONFIG_ATTRS
+
+
+class MessageTooBig(_Base):
+    """
+    Autobahn's hook for 1009 names the limit it was given; L{too_big} gives
+    the reason instead (the echo's limit is one byte under Autobahn's: see
+    L{wsecho.echo.make_factory}).
+    """
+
+    def too_big(self, limit: int) -> tuple[int, str]:
+        raise NotImplementedError
+
+    def _max_message_size_exceeded(
+        self, msg_size: int, max_msg_size: int, reason: str
+    ) -> None:
+        limit, reason = self.too_big(max_msg_size)
+        super()._max_message_size_exceeded(msg_size, limit, reason)
+
+
+def autobahn_reads(protocol: Any, data: bytes) -> None:
+    """
+    Hand C{data} to Autobahn's parser, bypassing the protocol's own
+    C{dataReceived} (the fast path's) that would hand it back.
+    """
+    protocol._dataReceived(data)
+
+
+def between_messages(protocol: Any) -> bool:
+    """
+    Whether Autobahn's parser holds nothing (no bytes, no frame, no message)
+    and permessage-deflate is off: the fast path may take what comes.
+    """
+    return not (
+        protocol.data
+        or protocol.current_frame is not None
+        or protocol.inside_message
+        or protocol._perMessageCompress is not None
+    )
+
+
+def traffic_seen(protocol: Any) -> None:
+    """
+    The fast path read from the peer: a ping timeout that restarts on any
+    traffic is cancelled, as Autobahn's parser would.
+    """
+    if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
+        protocol._cancelAutoPingTimeoutCall()
+
+
+def forget_parser(protocol: Any) -> None:
+    """
+    Drop what Autobahn's parser holds of a closed connection: its buffers and
+    its zlib objects.
+    """
+    protocol.data = b""
+    protocol.message_data = []
+    protocol.frame_data = []
+    protocol._perMessageCompress = None
+
+
+# --- Twisted -----------------------------------------------------------------
 
 
 _BUFFER_NAMES = ("_tempDataLen", "dataBuffer", "offset", "socket")
@@ -36,8 +193,10 @@ def can_send_now(transport: Any) -> bool:
     with the buffer attributes it reads (TLS and other transports only
     buffer).
     """
-    return isinstance(transport, Connection) and all(
-        hasattr(transport, name) for name in _BUFFER_NAMES
+    return (
+        TCP_BUFFERS
+        and isinstance(transport, Connection)
+        and all(hasattr(transport, name) for name in _BUFFER_NAMES)
     )
 
 
@@ -50,8 +209,8 @@ def send_now(transport: Any, data: bytes) -> None:
     finds the socket writable, which costs a turn of the reactor loop and two
     C{epoll_ctl} calls per echo: a third of a small echo's time (58,000 to
     86,000 echoes a second on one core). asyncio's transports send at once
-    in the same way. This reads Twisted's private
-    buffer attributes, checked by L{can_send_now}.
+    in the same way. This reads Twisted's private buffer attributes, checked
+    by L{can_send_now}.
     """
     if (
         transport._tempDataLen
@@ -102,3 +261,41 @@ def pause_reading(channel: Any) -> None:
     """
     producer = getattr(channel, "_networkProducer", None) or channel.transport
     producer.pauseProducing()
+
+
+def take_over(channel: Any, protocol: Any) -> None:
+    """
+    Give C{channel}'s connection to C{protocol}, as Autobahn's
+    C{WebSocketResource.render} does (Twisted has no public way: its ticket
+    3204): the transport (or the TLS wrapper under it) delivers to
+    C{protocol} from now on, and reads again (twisted.web pauses it while a
+    request is served).
+    """
+    transport, channel.transport = channel.transport, None
+    if isinstance(transport, ProtocolWrapper):
+        transport.wrappedProtocol = protocol
+    elif isinstance(transport.protocol, ProtocolWrapper):
+        transport.protocol.wrappedProtocol = protocol
+    else:
+        transport.protocol = protocol
+    protocol.makeConnection(transport)
+    transport.resumeProducing()
+
+
+def tls_context(endpoint: Any) -> Any:
+    """
+    The context factory of a TLS server endpoint (C{ssl:}), which twisted
+    keeps as C{_sslContextFactory}; L{None} where it does not.
+    """
+    return getattr(endpoint, "_sslContextFactory", None)
+
+
+def set_tls_context(endpoint: Any, factory: Any) -> bool:
+    """
+    Make a TLS server endpoint use C{factory} (L{wsecho.tls.ReloadableTLS});
+    L{False} where it cannot.
+    """
+    if not TLS_RELOAD or not hasattr(endpoint, "_sslContextFactory"):
+        return False
+    endpoint._sslContextFactory = factory
+    return True

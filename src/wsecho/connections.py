@@ -42,6 +42,8 @@ class EchoServerFactory(WebSocketServerFactory):
     max_connections_per_ip = 0
     draining = False
     accept_deflate: Any = None
+    # Whether messages are counted in the metrics (not with --no-metrics).
+    counted = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,21 +53,15 @@ class EchoServerFactory(WebSocketServerFactory):
         self.slots: set[EchoServerProtocol] = set()
         self.per_address: Counter[str] = Counter()
         self._drained: list[Deferred[None]] = []
-        # Set by wsecho.web.EchoResource for the protocol it is about to
-        # build: the address it decided the client has.
-        self.next_client_address: str | None = None
-        self.last_built: EchoServerProtocol | None = None
         self.budget = MemoryBudget(0, on_release=self._released)
         self._trim: IDelayedCall | None = None
         self.metrics = Metrics(self.budget)
 
     def buildProtocol(self, addr: Any) -> EchoServerProtocol:
         protocol = cast("EchoServerProtocol", super().buildProtocol(addr))
-        self.last_built = protocol
-        if self.next_client_address is not None:
-            protocol.client_address = self.next_client_address
-        else:
-            protocol.client_address = getattr(addr, "host", None) or str(addr)
+        # wsecho.web.EchoResource replaces it with the address it decided
+        # the client has (a trusted proxy's forwarded one).
+        protocol.client_address = getattr(addr, "host", None) or str(addr)
         return protocol
 
     def _released(self) -> None:
@@ -110,11 +106,11 @@ class EchoServerFactory(WebSocketServerFactory):
         if protocol not in self.slots:
             return
         self.slots.remove(protocol)
-        if protocol._opened:
+        if protocol.opened:
             self.metrics.connection_closed(
                 protocol.close_code(),
                 protocol.trafficStats,
-                bool(protocol._perMessageCompress),
+                bool(protocol.websocket_extensions_in_use),
             )
         else:
             self.metrics.connections_open.dec()

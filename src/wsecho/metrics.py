@@ -247,5 +247,3 @@ class MetricsResource(Styled):
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
         return generate_latest(self._registry)
-
-    render_HEAD = render_GET

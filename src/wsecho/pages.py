@@ -65,7 +65,11 @@ class Styled(Resource):
             return super().render(request)
         except UnsupportedMethod as e:
             if request.method == b"HEAD" and hasattr(self, "render_GET"):
-                return self.render_GET(request)  # twisted.web drops the body
+                # The GET answer's headers; no body, so that twisted.web
+                # does not log that it ate one.
+                body = self.render_GET(request)
+                request.setHeader(b"Content-Length", b"%d" % len(body))
+                return b""
             method = request.method.decode("latin-1", "replace")
             if request.method not in _KNOWN_METHODS:
                 return error_page(

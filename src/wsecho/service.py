@@ -15,7 +15,8 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from . import memory
+from . import _compat, memory
+from .channel import Site
 from .process import (
     announce,
     exit_if_cannot_listen,
@@ -24,7 +25,22 @@ from .process import (
     with_backlog,
 )
 from .tls import ReloadableTLS, is_tls
-from .web import Site
+
+_log = Logger()
+
+
+def warn_if_libraries_changed() -> None:
+    """
+    Say once, at start-up, which shortcuts are off because Twisted or
+    Autobahn no longer has the private names they need (L{wsecho._compat}).
+    """
+    changed = _compat.changed()
+    if changed:
+        _log.warn(
+            "this Twisted or Autobahn changed internals wsecho knows; taking "
+            "the public (slower) path for: {shortcuts}",
+            shortcuts=", ".join(changed),
+        )
 
 
 class EchoService(MultiService):
@@ -76,6 +92,7 @@ class EchoService(MultiService):
     def startService(self) -> None:
         exit_if_cannot_listen(super().startService)
         announce(self.startup)
+        warn_if_libraries_changed()
         self._reactor.callWhenRunning(
             take_signals, self._reactor, self._on_stop, self.reload_tls
         )

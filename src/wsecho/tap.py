@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from twisted.application.service import IService
@@ -15,96 +15,15 @@ from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
-from . import __version__
+from . import __version__, config
 from .budget import DEFAULT_BUDGET, MiB
-from .echo import EchoSettings
+from .config import EchoSettings
+from .policy import ProxyTrust
 from .service import EchoService
-from .web import ProxyTrust, make_site
+from .web import make_site
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
-
-
-def _coercer(
-    option: str, parse: Callable[[str], Any], doc: str
-) -> Callable[[str], Any]:
-    """
-    Wrap C{parse} so that a bad value is reported with the option's name:
-    twistd prints only the message of the C{ValueError}.
-    """
-
-    def coerce(value: str) -> Any:
-        try:
-            return parse(value)
-        except ValueError:
-            raise ValueError(f"--{option} {value!r}: {doc}") from None
-
-    coerce.coerceDoc = doc  # type: ignore[attr-defined]
-    return coerce
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
-
-
-def _seconds(value: str) -> float:
-    number = float(value)
-    # Autobahn runs these timers in one-second buckets, rounding down: a
-    # shorter time could fire at once.
-    if not (number == 0 or 1 <= number < float("inf")):
-        raise ValueError(value)
-    return number
-
-
-def _count(option: str, minimum: int = 0) -> Callable[[str], Any]:
-    def parse(value: str) -> int:
-        number = int(value)
-        if number < minimum:
-            raise ValueError(value)
-        return number
-
-    if minimum:
-        return _coercer(option, parse, f"a whole number, at least {minimum}.")
-    return _coercer(option, parse, "a whole number, 0 for no limit.")
-
-
-def _size(option: str) -> Callable[[str], Any]:
-    return _coercer(option, _positive_int, "a whole number of bytes, at least 1.")
-
-
-def _time(option: str) -> Callable[[str], Any]:
-    return _coercer(option, _seconds, "seconds, 0 (off) or at least 1.")
-
-
-def _forwarded_header(value: str) -> str:
-    if value.lower() not in ("x-forwarded-for", "forwarded"):
-        raise ValueError(value)
-    return value.lower()
-
-
-ENV_PREFIX = "WSECHO_"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
-
-
-def _environment_arguments(
-    variable: str, name: str, value: str, is_flag: bool
-) -> list[str]:
-    if is_flag:
-        if value.strip().lower() in _TRUE:
-            return [f"--{name}"]
-        if value.strip().lower() in _FALSE:
-            return []
-        raise usage.UsageError(
-            f"{variable}={value!r}: set it to 1 (or true, yes, on) or 0 "
-            "(false, no, off)"
-        )
-    if name in Options.repeatable:
-        return [a for v in value.split() for a in (f"--{name}", v)]
-    return [f"--{name}", value]
 
 
 def _tcp_endpoint(port: int, interface: str) -> str:
@@ -139,7 +58,7 @@ class Options(usage.Options):
             "p",
             DEFAULT_PORT,
             "TCP port to listen on.",
-            _coercer("port", usage.portCoerce, "a port number, 0 to 65535."),
+            config.coercer("port", usage.portCoerce, "a port number, 0 to 65535."),
         ],
         [
             "interface",
@@ -153,7 +72,7 @@ class Options(usage.Options):
             16 * MiB,
             "Largest message accepted, in bytes after decompression; "
             "larger ones are closed with 1009.",
-            _size("max-message-size"),
+            config.size("max-message-size"),
         ],
         [
             "max-frame-size",
@@ -161,65 +80,65 @@ class Options(usage.Options):
             16 * MiB,
             "Largest frame payload accepted, in bytes; larger ones are closed "
             "with 1009.",
-            _size("max-frame-size"),
+            config.size("max-frame-size"),
         ],
         [
             "open-handshake-timeout",
             None,
             10.0,
             "Seconds a client has to send its whole request, however slowly (408 otherwise), and complete the opening handshake; a kept-alive HTTP connection has as long for its next request.",
-            _time("open-handshake-timeout"),
+            config.timeout("open-handshake-timeout"),
         ],
         [
             "close-handshake-timeout",
             None,
             5.0,
             "Seconds to wait for the peer's close frame before dropping it.",
-            _time("close-handshake-timeout"),
+            config.timeout("close-handshake-timeout"),
         ],
         [
             "ping-interval",
             None,
             20.0,
             "Seconds of silence after which the server pings the peer.",
-            _time("ping-interval"),
+            config.timeout("ping-interval"),
         ],
         [
             "ping-timeout",
             None,
             20.0,
             "Seconds to wait for the pong before dropping the peer.",
-            _time("ping-timeout"),
+            config.timeout("ping-timeout"),
         ],
         [
             "slow-client-timeout",
             None,
             60.0,
             "Seconds a client may leave its echoes unread (the server has stopped reading from it) before it is closed with 1008.",
-            _time("slow-client-timeout"),
+            config.timeout("slow-client-timeout"),
         ],
         [
             "max-connections",
             None,
             10_000,
             "Most WebSocket connections open at once; more are answered 503.",
-            _count("max-connections"),
+            config.count("max-connections"),
         ],
         [
             "max-connections-per-ip",
             None,
             0,
             "Most WebSocket connections open at once from one client address (see --trust-proxy); more are answered 503. 0: no limit.",
-            _count("max-connections-per-ip"),
+            config.count("max-connections-per-ip"),
         ],
         [
             "forwarded-header",
             None,
             "x-forwarded-for",
             "The header trusted proxies put the client's address in: x-forwarded-for or forwarded (RFC 7239).",
-            _coercer(
+            config.coercer(
                 "forwarded-header",
-                _forwarded_header,
+                config.forwarded_header,
                 "x-forwarded-for or forwarded.",
             ),
         ],
@@ -228,7 +147,7 @@ class Options(usage.Options):
             None,
             DEFAULT_BUDGET,
             "Bytes the whole daemon may hold for clients (unfinished messages after inflation, frames waiting to be whole, unread echoes and HTTP answers); past it the largest holder is closed with 1013. Shared out among --workers. 0: no budget.",
-            _count("memory-budget"),
+            config.count("memory-budget"),
         ],
         [
             "workers",
@@ -236,14 +155,14 @@ class Options(usage.Options):
             1,
             "Worker processes accepting on the same listeners, for as many "
             "cores; a worker that dies is started again.",
-            _count("workers", minimum=1),
+            config.count("workers", minimum=1),
         ],
         [
             "shutdown-timeout",
             None,
             10.0,
             "On SIGTERM or SIGINT, seconds to wait for clients to complete the closing handshake (code 1001) before dropping them.",
-            _time("shutdown-timeout"),
+            config.timeout("shutdown-timeout"),
         ],
     ]
 
@@ -283,7 +202,7 @@ class Options(usage.Options):
         ):
             for name in names:
                 assert name is not None
-                variable = ENV_PREFIX + name.upper().replace("-", "_")
+                variable = config.variable(name)
                 value = self._environ.get(variable)
                 if value is None:
                     continue
@@ -291,7 +210,9 @@ class Options(usage.Options):
                     a == f"--{name}" or a.startswith(f"--{name}=") for a in given
                 ):
                     continue
-                these = _environment_arguments(variable, name, value, is_flag)
+                these = config.environment_arguments(
+                    variable, name, value, is_flag, self.repeatable
+                )
                 if name in self.repeatable and not these:
                     continue
                 probe = Options(environ={}, check_listen=self._check_listen)

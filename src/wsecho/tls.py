@@ -14,6 +14,8 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ._compat import TLS_RELOAD, set_tls_context, tls_context
+
 
 def is_tls(description: str) -> bool:
     return description.split(":", 1)[0].strip().lower() == "ssl"
@@ -40,18 +42,25 @@ class ReloadableTLS:
         # Twisted keeps no public handle on an endpoint's certificate
         # options, and parsing the description ourselves would drift from
         # its syntax (escapes, extraCertChain, dhParameters, ...).
-        self._current = endpoint._sslContextFactory
-        endpoint._sslContextFactory = self
+        self._current = tls_context(endpoint)
+        set_tls_context(endpoint, self)
 
     def _load(self) -> Any:
         endpoint = endpoints.serverFromString(self._reactor, self.description)
-        return endpoint._sslContextFactory
+        return tls_context(endpoint)
 
     def reload(self) -> bool:
         """
         Read the key and certificate files again; keep the current ones, and
         say why, when the new ones do not load.
         """
+        if not TLS_RELOAD:
+            self._log.warn(
+                "TLS files of {description} not reloaded: this Twisted keeps "
+                "its endpoints' certificates where wsecho cannot reach them",
+                description=self.description,
+            )
+            return False
         try:
             self._current = self._load()
         except Exception as e:

@@ -36,9 +36,7 @@ from twisted.logger import (
     Logger,
     LogLevel,
     eventFromJSON,
-    globalLogBeginner,
     globalLogPublisher,
-    jsonFileLogObserver,
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -51,7 +49,6 @@ from .process import (
     with_backlog,
 )
 from .service import EchoService
-from .tap import Options
 from .tls import ReloadableTLS, is_tls
 from .web import make_site
 
@@ -159,7 +156,7 @@ class WorkerPool(MultiService):
         env[NUMBER_VARIABLE] = str(number)
         worker = WorkerProcess(self, number, delay)
         self.workers[number] = worker
-        argv = [sys.executable, "-m", "wsecho.workers", *self.arguments]
+        argv = [sys.executable, "-m", "wsecho.worker", *self.arguments]
         # The worker inherits a blocked SIGHUP, and unblocks it once its
         # handler is in place (take_signals): a reload sent while it starts
         # would otherwise kill it (the default action).
@@ -341,32 +338,3 @@ def worker_service(options: Any, fds: Sequence[int], reactor: Any) -> Any:
             factory = TLSMemoryBIOFactory(tls, False, site)
         AdoptedPort(fd, factory, reactor).setServiceParent(service)
     return service
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """
-    A worker: C{python -m wsecho.workers <wsecho options>}, started by the
-    parent with its listeners as the descriptors named in
-    C{WSECHO_WORKER_FDS}.
-    """
-    from twisted.internet import reactor
-
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    fds = [int(fd) for fd in os.environ.pop(FDS_VARIABLE).split(",")]
-    # The parent checked the --listen descriptions; a systemd one would not
-    # parse here (LISTEN_PID names the parent).
-    options = Options(check_listen=False)
-    options.parseOptions(arguments)
-    # Log to the parent, as JSON lines on stdout.
-    globalLogBeginner.beginLoggingTo(
-        [jsonFileLogObserver(sys.stdout)], redirectStandardIO=False
-    )
-    service = worker_service(options, fds, reactor)
-    service.privilegedStartService()
-    service.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    reactor.run()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,294 @@
+"""
+The HTTP side of a connection, hardened: deadlines for a whole request and
+for a client to close after our answer, the absolute-form target, pipelined
+requests bounded by the memory budget, and the site that holds them with
+its access log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from autobahn.twisted.util import peer2str
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, server
+from twisted.web.resource import Resource
+
+from ._compat import answers_unread, pause_reading, write_buffered
+from .logs import printable
+from .policy import ProxyTrust
+
+if TYPE_CHECKING:
+    from .connections import EchoServerFactory
+
+# Sent on every HTTP response instead of "TwistedWeb/<version>": version
+# numbers in a banner only help whoever is looking for a vulnerable one.
+SERVER_NAME = b"wsecho"
+
+
+def access_log(proxies: ProxyTrust) -> Any:
+    """
+    twisted.web's combined access log, naming the client a trusted proxy
+    forwarded instead of the proxy.
+    """
+
+    def format(timestamp: str, request: server.Request) -> str:
+        line: str = http.combinedLogFormatter(timestamp, request)
+        peer = request.getClientAddress()
+        client = proxies.client_address(getattr(peer, "host", "-"), request)
+        escaped = client.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+        # The line begins with the peer's address, quoted.
+        return f'"{escaped}"' + line[line.index('"', 1) + 1 :]
+
+    return format
+
+
+class Request(server.Request):
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # The absolute form (GET http://host/socket), which a server must
+        # accept (RFC 9112 3.2.2): its authority is the host (3.3).
+        if path[:1] != b"/" and b"://" in path:
+            parts = urlsplit(path)
+            if parts.scheme.lower() in (b"http", b"https") and parts.netloc:
+                self.requestHeaders.setRawHeaders(b"host", [parts.netloc])
+                path = parts.path or b"/"
+                if parts.query:
+                    path += b"?" + parts.query
+        super().requestReceived(command, path, version)
+
+    def render(self, resrc: Resource) -> None:
+        self.setHeader(b"Server", SERVER_NAME)
+        super().render(resrc)
+
+    def __repr__(self) -> str:
+        # twisted.web's fails on a target that is not ASCII, and takes the
+        # log event that names the request with it.
+        return f"<Request {self.method!r} {printable(repr(self.uri))}>"
+
+
+class Channel(http.HTTPChannel):
+    """
+    An HTTP connection with a deadline for each request: the request line,
+    headers and body must all be in before it, however slowly they trickle
+    in. The idle timeout restarts with every byte, so it alone lets a
+    slowloris hold a connection for ever, one byte at a time. The deadline
+    runs from the TCP connection, so it covers a TLS handshake too; a
+    connection that sent nothing by then (no request, or no TLS handshake)
+    is aborted.
+
+    A connection we close after an answer is aborted if it is still open
+    C{--close-handshake-timeout} seconds later: a client that does not read
+    (or a TLS client that never sends close_notify) would keep it for ever.
+    A client that pipelines requests without reading the answers is not
+    read from while they wait (Twisted reads on), and what waits counts
+    against the memory budget.
+    """
+
+    _log = Logger()
+    site: Site
+    _deadline: IDelayedCall | None = None
+    _abort_timer: IDelayedCall | None = None
+    _received = False
+    # The WebSocket protocol that took this connection over, if one did.
+    upgraded_to: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm()
+
+    def _arm(self) -> None:
+        if self.site.request_deadline and self._deadline is None:
+            self._deadline = self.callLater(self.site.request_deadline, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport is None:  # taken over by a WebSocket
+            return
+        self.site.echo_factory.metrics.refusals.labels("request_timeout").inc()
+        if not self._received:
+            self._log.info(
+                "{peer} sent no request in {timeout} s: aborted",
+                peer=peer2str(self.transport),
+                timeout=self.site.request_deadline,
+            )
+            cast(Any, self.transport).abortConnection()
+            return
+        self._log.info(
+            "request from {peer} not complete after {timeout} s: closed",
+            peer=peer2str(self.transport),
+            timeout=self.site.request_deadline,
+        )
+        self._answer_and_close(b"408 Request Timeout")
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # A request line or header over 16 KiB: LineReceiver would close
+        # the connection without a word.
+        self.site.echo_factory.metrics.refusals.labels("header_too_large").inc()
+        self._answer_and_close(b"431 Request Header Fields Too Large")
+
+    def _answer_and_close(self, status: bytes) -> None:
+        self._disarm()
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 " + status + b"\r\nServer: " + SERVER_NAME + b"\r\n"
+            b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.loseConnection()
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        timeout = self.site.close_timeout
+        if timeout and self._abort_timer is None and self.transport is not None:
+            self._abort_timer = self.callLater(timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self.transport is not None:
+            self._log.info(
+                "{peer} did not close within {timeout} s of our answer: aborted",
+                peer=peer2str(self.transport),
+                timeout=self.site.close_timeout,
+            )
+            cast(Any, self.transport).abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._received and data[:2] == b"\x16\x03":
+            # A TLS ClientHello (wss:// to a plain port; no HTTP method starts
+            # so): it would wait for a line end until the deadline; the
+            # client is better told now (its TLS fails on a plain answer).
+            assert self.transport is not None
+            self._log.info(
+                "{peer} spoke TLS to a plain HTTP port: 400",
+                peer=peer2str(self.transport),
+            )
+            self._received = True
+            self.site.echo_factory.metrics.refusals.labels("bad_handshake").inc()
+            self._answer_and_close(b"400 Bad Request")
+            return
+        self._received = True
+        super().dataReceived(data)
+        # Needed only for the bytes read with the upgrade request; kept, it
+        # would hold the WebSocket protocol in this channel's cycles.
+        self.upgraded_to = None
+
+    def allContentReceived(self) -> None:
+        self._disarm()
+        super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self.upgraded_to is not None:
+            # Bytes read together with the upgrade request: the client's
+            # first frames, sent without waiting for our 101. twisted.web
+            # would keep them for a next request that never comes.
+            self.upgraded_to.dataReceived(data)
+            return
+        super().rawDataReceived(data)
+
+    def requestDone(self, request: http.Request) -> None:
+        if answers_unread(self):
+            # The client is not reading our answers: read no more of its
+            # requests until it has (Twisted reads on).
+            pause_reading(self)
+        # Armed first: requestDone goes on to parse a pipelined request.
+        if self.persistent:
+            self._arm()
+        super().requestDone(request)
+
+    def pauseProducing(self) -> None:
+        super().pauseProducing()
+        budget = self.site.echo_factory.budget
+        if budget.limit:
+            buffered = write_buffered(self.transport) - budget.held(self)
+            if buffered > 0:
+                budget.take(self, buffered)
+
+    def resumeProducing(self) -> None:
+        self.site.echo_factory.budget.give_all(self)
+        super().resumeProducing()
+
+    def evict(self) -> None:
+        # What the budget needs is our unread answers: drop them with us.
+        if self.transport is not None:
+            self._log.info(
+                "{peer}: answers not read, memory budget reached: aborted",
+                peer=peer2str(self.transport),
+            )
+            cast(Any, self.transport).abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._disarm()
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        self.site.echo_factory.budget.give_all(self)
+        super().connectionLost(reason)
+
+
+class Site(server.Site):
+    """
+    The HTTP service, with the echo's factory at hand for shutting down.
+
+    Its channels are plain HTTP/1.1: wsecho offers no HTTP/2 (WebSocket
+    over HTTP/2 is another protocol, RFC 8441).
+    """
+
+    requestFactory = Request
+    protocol = Channel  # type: ignore[assignment]
+    # No "Starting factory <wsecho.web.Site object at 0x...>" lines.
+    noisy = False
+    _log = Logger()
+
+    def __init__(
+        self,
+        resource: Resource,
+        echo_factory: EchoServerFactory,
+        request_deadline: float | None = None,
+        close_timeout: float | None = None,
+        proxies: ProxyTrust | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(resource, **kwargs)
+        self.echo_factory = echo_factory
+        self.request_deadline = request_deadline
+        self.close_timeout = close_timeout
+        self._proxies = proxies
+        self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
+
+    def log(self, request: http.Request) -> None:
+        """
+        The access log: twisted.web's combined line, as an event with the
+        request's fields (for the JSON log), unless it goes to a file.
+        """
+        if self.logPath is not None:
+            super().log(request)
+            return
+        peer = getattr(request.getClientAddress(), "host", "-")
+        if self._proxies is not None:
+            peer = self._proxies.client_address(peer, cast(server.Request, request))
+        agent = request.getHeader(b"user-agent")
+        line = self._format(http.datetimeToLogString(), request)
+        # The line itself is the format (a field would repeat it in the
+        # JSON log); its braces are the client's, not fields.
+        self._log.info(
+            line.replace("{", "{{").replace("}", "}}"),
+            method=request.method.decode("latin-1"),
+            path=printable(request.uri.decode("latin-1")),
+            status=request.code,
+            client=peer,
+            user_agent=printable(agent.decode("latin-1")) if agent else None,
+            bytes=request.sentLength,
+        )
+
+    def stopFactory(self) -> None:
+        self.echo_factory.stop_timers()
+        super().stopFactory()

@@ -1,0 +1,21 @@
+"""
+wsecho-client (L{wsecho.client.cli.main}), in three parts: C{output} (exit
+codes, messages, statistics, errors), C{session} (one run over one
+connection) and C{cli} (the command line and the console).
+"""
+
+from .cli import main, parse_args, run
+from .output import ClientError, Config, Message
+from .session import EchoClientProtocol, Session, configure_client_factory
+
+__all__ = [
+    "ClientError",
+    "Config",
+    "EchoClientProtocol",
+    "Message",
+    "Session",
+    "configure_client_factory",
+    "main",
+    "parse_args",
+    "run",
+]

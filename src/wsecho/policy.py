@@ -1,0 +1,197 @@
+"""
+Who may connect, and who is connecting: the origin policy (the seed's
+CheckOrigin, same-origin by default) and the trust in proxies that
+forward the client's address. Decisions over header values, with no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.util import wildcards2patterns
+
+from .logs import printable
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _host_and_port(netloc: str, scheme: str) -> tuple[str, int | None] | None:
+    """
+    Split a Host header or an origin's authority into a lower-case host name
+    and a port (the scheme's default when absent); L{None} when malformed.
+    """
+    try:
+        parts = urlsplit(f"{scheme}://{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname, port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+class OriginPolicy:
+    """
+    The seed's CheckOrigin, safe by default: browsers may connect from the
+    page's own origin; other origins only where an C{--allowed-origin}
+    pattern says so. Clients that send no C{Origin} (not browsers) pass.
+
+    Patterns are Autobahn's: C{*} is a wildcard, matched against the whole
+    origin, with or without its default port (C{https://*.example.com} and
+    C{https://*.example.com:443} both match C{https://a.example.com}).
+    C{*} alone allows every origin, C{null} included; C{null} allows the
+    C{null} origin of sandboxed and C{file:} pages.
+    """
+
+    def __init__(self, allowed: Sequence[str] = ()) -> None:
+        self.allow_all = "*" in allowed
+        self.allow_null = "null" in allowed
+        self._patterns: list[re.Pattern[str]] = wildcards2patterns(
+            [a for a in allowed if a not in ("*", "null")]
+        )
+
+    def allows(self, origin: str | None, host: str | None) -> bool:
+        """
+        May a handshake that carries C{origin} and was sent to C{host} (its
+        Host header) go ahead?
+        """
+        if origin is None or self.allow_all:
+            return True
+        origin = origin.strip()
+        if origin.lower() == "null":
+            return self.allow_null
+        try:
+            parts = urlsplit(origin)
+        except ValueError:  # "http://[oops": not an origin
+            return False
+        scheme = parts.scheme.lower()
+        theirs = _host_and_port(parts.netloc, scheme)
+        if theirs is None or parts.path not in ("", "/"):
+            return False
+        # Same origin: the page was served by the host the browser is now
+        # talking to. The port counts; the scheme does not, so that a page
+        # served over https by a TLS-terminating proxy still matches.
+        if host is not None and _host_and_port(host, scheme) == theirs:
+            return True
+        name, port = theirs
+        candidates = [f"{scheme}://{name}:{port}"]
+        if port == _DEFAULT_PORTS.get(scheme):
+            candidates.append(f"{scheme}://{name}")
+        return any(p.match(c) for p in self._patterns for c in candidates)
+
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(entry: str) -> str:
+    """
+    The address in one forwarded entry (C{192.0.2.1}, C{192.0.2.1:4711},
+    C{[2001:db8::1]:4711}, C{"[2001:db8::1]"}), normalised; anything else
+    (C{unknown}, C{_hidden}) as it is.
+    """
+    entry = entry.strip().strip('"')
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return printable(entry[:64])
+
+
+def _forwarded_for(values: Sequence[str], header: str) -> list[str]:
+    """
+    The addresses a chain of proxies forwarded, client first.
+    """
+    chain = []
+    for value in values:
+        for element in value.split(","):
+            if header == "forwarded":
+                for pair in element.split(";"):
+                    name, _, forwarded = pair.partition("=")
+                    if name.strip().lower() == "for":
+                        chain.append(_address(forwarded))
+            elif element.strip():
+                chain.append(_address(element))
+    return chain
+
+
+class ProxyTrust:
+    """
+    Which proxies to believe about the client's address (C{--trust-proxy}):
+    a number of proxies in front of wsecho, or the networks they are in.
+
+    With a hop count I{n}, the client is the I{n}th address from the right
+    of the forwarded chain followed by the peer: each proxy appends the
+    address it got the connection from. With networks, the peer must be in
+    one of them; the client is then the rightmost address of the chain that
+    is not. Anything further left was written by the client and proves
+    nothing.
+    """
+
+    def __init__(
+        self,
+        hops: int = 0,
+        networks: Sequence[_Network] = (),
+        header: str = "x-forwarded-for",
+    ) -> None:
+        self.hops = hops
+        self.networks = tuple(networks)
+        self.header = header
+
+    @classmethod
+    def parse(cls, values: Sequence[str], header: str) -> ProxyTrust | None:
+        """
+        From C{--trust-proxy} values: one hop count, or networks (CIDR or
+        single addresses, comma-separated or repeated). L{ValueError} names
+        a value that is neither.
+        """
+        if not values:
+            return None
+        items = [i.strip() for v in values for i in v.split(",") if i.strip()]
+        if len(items) == 1 and items[0].isdigit():
+            hops = int(items[0])
+            if hops < 1:
+                raise ValueError(items[0])
+            return cls(hops=hops, header=header)
+        networks = []
+        for item in items:
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(item) from None
+        return cls(networks=networks, header=header)
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def client_address(self, peer: str, request: Any) -> str:
+        """
+        The client of C{request} (a twisted.web request, read for its
+        forwarded header) that came from C{peer}.
+        """
+        values = [
+            v.decode("latin-1")
+            for v in request.requestHeaders.getRawHeaders(self.header.encode(), [])
+        ]
+        chain = _forwarded_for(values, self.header)
+        if self.hops:
+            if len(chain) < self.hops:
+                # Fewer proxies than we were told of: believe none.
+                return peer
+            return chain[-self.hops]
+        if not self._trusted(peer):
+            return peer
+        for address in reversed(chain):
+            if not self._trusted(address):
+                return address
+        return chain[0] if chain else peer

@@ -1,0 +1,46 @@
+"""
+A worker process of C{--workers N}: C{python -m wsecho.worker <wsecho
+options>}, started by L{wsecho.workers.WorkerPool}. It parses the options as
+twistd did, logs to its parent and serves the echo on the listeners it was
+passed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from twisted.logger import globalLogBeginner, jsonFileLogObserver
+
+from .tap import Options
+from .workers import FDS_VARIABLE, worker_service
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    A worker: C{python -m wsecho.worker <wsecho options>}, started by the
+    parent with its listeners as the descriptors named in
+    C{WSECHO_WORKER_FDS}.
+    """
+    from twisted.internet import reactor
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    fds = [int(fd) for fd in os.environ.pop(FDS_VARIABLE).split(",")]
+    # The parent checked the --listen descriptions; a systemd one would not
+    # parse here (LISTEN_PID names the parent).
+    options = Options(check_listen=False)
+    options.parseOptions(arguments)
+    # Log to the parent, as JSON lines on stdout.
+    globalLogBeginner.beginLoggingTo(
+        [jsonFileLogObserver(sys.stdout)], redirectStandardIO=False
+    )
+    service = worker_service(options, fds, reactor)
+    service.privilegedStartService()
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
