@@ -3,15 +3,16 @@ The daemon as users run it: a real C{twistd -n wsecho} process, driven by
 clients this project did not write.
 """
 
+import os
+import platform
 import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
-from incremental import Version
-from twisted import version as twisted_version
 from websockets.sync.client import connect
 
+import wsecho
 from support import BIN, DEADLINE
 from support.daemon import Daemon, start_daemon
 
@@ -98,16 +99,61 @@ def test_port_in_use(tmp_path, daemon) -> None:
     assert "Traceback" not in second.whole_log()
 
 
-def test_bad_option(tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (
+            ["--max-message-size", "lots"],
+            {},
+            "--max-message-size 'lots': a whole number of bytes, at least 1.",
+        ),
+        (["--no-such-option"], {}, "option --no-such-option not recognized"),
+        (
+            [],
+            {"WSECHO_PORT": "x"},
+            "WSECHO_PORT: --port 'x': a port number, 0 to 65535.",
+        ),
+    ],
+)
+def test_bad_option(tmp_path, argv, environ, message) -> None:
     """
-    A bad option exits non-zero with a message naming it, no traceback.
+    A bad option (or WSECHO_* variable) exits 2 with one line on stderr
+    naming it, then where the help is: not twistd's whole help.
     """
-    daemon = Daemon(tmp_path, "--max-message-size", "lots")
-    code = daemon.process.wait(timeout=DEADLINE)
-    if twisted_version >= Version("Twisted", 26, 10, 0):
-        assert code != 0  # older twistd exits 0 after a usage error
-    daemon.wait_for("--max-message-size 'lots': a whole number of bytes")
-    assert "Traceback" not in daemon.whole_log()
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-n", "--pidfile=", "wsecho", *argv],
+        cwd=tmp_path,
+        env={**os.environ, **environ},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"twistd wsecho: {message}",
+        "See: twistd wsecho --help",
+    ]
+
+
+def test_version() -> None:
+    """
+    twistd wsecho --version names wsecho's version, and Python's, Twisted's
+    and Autobahn's.
+    """
+    from importlib.metadata import version
+
+    result = subprocess.run(
+        [str(BIN / "twistd"), "-n", "wsecho", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 0
+    assert result.stdout == (
+        f"wsecho {wsecho.__version__} (Python {platform.python_version()}, "
+        f"Twisted {version('twisted')}, Autobahn {version('autobahn')})\n"
+    )
 
 
 def test_sighup_reloads_the_certificate(tmp_path) -> None:
@@ -235,6 +281,17 @@ def test_metrics_after_real_traffic(daemon) -> None:
     )
     assert plain == 11_013 and compressed < plain / 10
     assert value("process_open_fds") > 0
+    from importlib.metadata import version
+
+    build = {name: labels for name, labels in samples if name == "wsecho_build_info"}
+    assert dict(build["wsecho_build_info"]) == {
+        "version": wsecho.__version__,
+        "python": platform.python_version(),
+        "twisted": version("twisted"),
+        "autobahn": version("autobahn"),
+    }
+    # No *_created twin of any family.
+    assert not [name for name, _ in samples if name.endswith("_created")]
 
 
 def test_json_log(tmp_path) -> None:

@@ -8,8 +8,10 @@ tests) count apart.
 
 from __future__ import annotations
 
+import platform
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from importlib.metadata import version
 from typing import Any
 
 from prometheus_client import (
@@ -17,6 +19,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -29,8 +32,26 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 from twisted.web import server
 
+from . import __version__
 from .budget import MemoryBudget
 from .pages import Styled
+
+# No *_created series: they double the series of every counter, and
+# Prometheus does not use them (it sees resets from the counters' values).
+disable_created_metrics()
+
+
+def build_info() -> dict[str, str]:
+    """
+    The versions wsecho runs with, for wsecho_build_info and --version.
+    """
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "twisted": version("twisted"),
+        "autobahn": version("autobahn"),
+    }
+
 
 # Bisected with bisect_left: a bucket counts what is <= its bound.
 SIZE_BUCKETS = tuple(float(4**n) for n in range(3, 13))  # 64 B to 16 MiB
@@ -181,6 +202,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         ProcessCollector(registry=registry)
+        info = build_info()
+        Gauge(
+            "wsecho_build_info",
+            "Always 1: the versions of wsecho and of what it runs on.",
+            list(info),
+            registry=registry,
+        ).labels(**info).set(1)
         registry.register(BudgetCollector(budget))
         self.connections_open = Gauge(
             "wsecho_connections_open",

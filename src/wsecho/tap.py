@@ -18,6 +18,7 @@ from twisted.python import usage
 from . import __version__, config
 from .budget import DEFAULT_BUDGET, MiB
 from .config import EchoSettings
+from .metrics import build_info
 from .policy import ProxyTrust
 from .service import EchoService
 from .web import make_site
@@ -186,7 +187,22 @@ class Options(usage.Options):
             options = sys.argv[1:]
         options = list(options)
         self.arguments = options
-        super().parseOptions(self._from_environment(options) + options)
+        try:
+            super().parseOptions(self._from_environment(options) + options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise
+            # Under twistd (or twist): one line naming the option, not
+            # twistd's eighty lines of help with the error last.
+            command = f"{os.path.basename(sys.argv[0])} wsecho"
+            message = str(e).replace("Parameter type enforcement failed: ", "")
+            print(f"{command}: {message}\nSee: {command} --help", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def opt_version(self) -> None:
+        "Print wsecho's version, and those of Python, Twisted and Autobahn."
+        print(version_line())
+        raise SystemExit(0)
 
     def _from_environment(self, given: list[str]) -> list[str]:
         """
@@ -317,6 +333,13 @@ class Options(usage.Options):
             # daemon's.
             memory_budget=self["memory-budget"] // self["workers"],
         )
+
+
+def version_line() -> str:
+    return (
+        f"wsecho {__version__} (Python {build_info()['python']}, Twisted "
+        f"{build_info()['twisted']}, Autobahn {build_info()['autobahn']})"
+    )
 
 
 def startup_line(options: Options) -> dict[str, Any]:
