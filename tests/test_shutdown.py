@@ -188,3 +188,77 @@ def test_sigterm_with_a_thousand_connections(tmp_path) -> None:
         assert received == [f"last {i}"] * arrived, (i, received, counted[port])
         echoed += arrived
     print(f"{echoed} of {count} in-flight messages echoed before close 1001")
+
+
+class DrainDelayTests(TestCase):
+    def test_ready_then_draining(self) -> None:
+        """
+        With a drain delay, stopping turns /readyz to 503 at once but keeps
+        accepting upgrades until the delay is over; then the clients are
+        closed with the close code chosen, and the stop completes.
+        """
+        from twisted.internet.task import Clock
+
+        from wsecho.service import EchoService
+
+        clock = Clock()
+        site = make_site(EchoSettings())
+        factory = site.echo_factory
+        closed = []
+        factory.drain = lambda timeout, clock, code: closed.append(code)  # type: ignore[method-assign]
+        service = EchoService(site, 5, clock, drain_delay=4, close_code=1012)
+        service.startService = lambda: None  # type: ignore[method-assign]
+        stopped = service.stopService()
+        self.assertEqual((factory.ready, factory.draining, closed), (False, False, []))
+        clock.advance(3.9)
+        self.assertFalse(factory.draining)
+        clock.advance(0.1)
+        self.assertEqual((factory.draining, closed), (True, [1012]))
+        self.assertIsNone(self.successResultOf(stopped))
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_drain_delay(tmp_path, workers) -> None:
+    """
+    With --drain-delay 5, after SIGTERM /readyz answers 503 while a new
+    client is still echoed; held clients get 1012 (--shutdown-close-code)
+    only once the delay is over, and twistd exits 0; with --workers too.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    from support import poll_until
+
+    daemon = start_daemon(
+        tmp_path,
+        "--drain-delay",
+        "5",
+        "--shutdown-close-code",
+        "1012",
+        "--workers",
+        workers,
+    )
+    base = f"127.0.0.1:{daemon.port}"
+
+    def readyz() -> int:
+        try:
+            with urllib.request.urlopen(f"http://{base}/readyz", timeout=DEADLINE) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    poll_until(lambda: readyz() == 200)
+    with connect(f"ws://{base}/socket", open_timeout=DEADLINE) as held:
+        daemon.terminate()
+        signalled = time.monotonic()
+        poll_until(lambda: readyz() == 503)
+        with connect(f"ws://{base}/socket", open_timeout=DEADLINE) as late:
+            late.send("still served")
+            assert late.recv(timeout=DEADLINE) == "still served"
+        with pytest.raises(ConnectionClosed) as closed:
+            held.recv(timeout=DEADLINE)
+        assert closed.value.rcvd.code == 1012
+        assert time.monotonic() - signalled >= 5
+    assert daemon.process.wait(timeout=DEADLINE) == 0

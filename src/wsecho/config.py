@@ -93,6 +93,12 @@ def timeout(option: str) -> Callable[[str], Any]:
     return coercer(option, seconds, "seconds, 0 (off) or at least 1.")
 
 
+def shutdown_code(value: str) -> int:
+    if value.strip() not in ("1001", "1012"):
+        raise ValueError(value)
+    return int(value)
+
+
 def forwarded_header(value: str) -> str:
     if value.lower() not in ("x-forwarded-for", "forwarded"):
         raise ValueError(value)

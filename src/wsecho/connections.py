@@ -40,6 +40,8 @@ class EchoServerFactory(WebSocketServerFactory):
     slow_client_timeout: float = 0.0
     max_connections = 0
     max_connections_per_ip = 0
+    # Ready: /readyz answers 200. Draining: new upgrades are refused (503).
+    ready = True
     draining = False
     accept_deflate: Any = None
     # Whether messages are counted in the metrics (not with --no-metrics).
@@ -130,15 +132,19 @@ class EchoServerFactory(WebSocketServerFactory):
             for d in waiting:
                 d.callback(None)
 
-    def drain(self, timeout: float, clock: IReactorTime) -> Deferred[None]:
+    def drain(
+        self, timeout: float, clock: IReactorTime, code: int = 1001
+    ) -> Deferred[None]:
         """
-        Close every connection with 1001 (going away); fire once all are
-        closed, dropping those still open after C{timeout} seconds.
+        Close every connection with C{code} (1001, going away, or 1012,
+        service restart); fire once all are closed, dropping those still
+        open after C{timeout} seconds.
         """
         self.draining = True
+        self.ready = False
         for protocol in list(self.connections):
             try:
-                protocol.going_away()
+                protocol.going_away(code)
             except Exception:
                 self._log.failure("closing {peer}", peer=protocol.peer)
                 protocol.dropConnection(abort=True)

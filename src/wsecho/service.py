@@ -11,7 +11,7 @@ from typing import Any
 from twisted.application import strports
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -63,13 +63,35 @@ class EchoService(MultiService):
     # The start-up line (see announce), logged when the service starts.
     startup: dict[str, Any] | None = None
 
-    def __init__(self, site: Site, shutdown_timeout: float, reactor: Any) -> None:
+    def __init__(
+        self,
+        site: Site,
+        shutdown_timeout: float,
+        reactor: Any,
+        drain_delay: float = 0.0,
+        close_code: int = 1001,
+    ) -> None:
         super().__init__()
         self._site = site
         self._shutdown_timeout = shutdown_timeout
+        self._drain_delay = drain_delay
+        self._close_code = close_code
         self._reactor = reactor
         self._stopping = False
         self.tls: list[ReloadableTLS] = []
+
+    @classmethod
+    def from_options(cls, site: Site, options: Any, reactor: Any) -> EchoService:
+        """
+        The service with the shutdown options of C{options} (the plugin's).
+        """
+        return cls(
+            site,
+            options["shutdown-timeout"],
+            reactor,
+            drain_delay=options["drain-delay"],
+            close_code=options["shutdown-close-code"],
+        )
 
     def listen(self, description: str) -> None:
         """
@@ -111,11 +133,30 @@ class EchoService(MultiService):
         self._reactor.stop()
 
     def stopService(self) -> Deferred[None]:
+        """
+        Stop in two steps: for C{--drain-delay} seconds, /readyz answers 503
+        while clients are still accepted and echoed (a load balancer's checks
+        see it, and it sends no more); then stop listening, and close every
+        client with C{--shutdown-close-code}, waiting up to
+        C{--shutdown-timeout}.
+        """
         factory = self._site.echo_factory
-        factory.draining = True  # /readyz answers 503 from now on
-        stopped: Deferred[Any] = defer.maybeDeferred(super().stopService)
+        factory.ready = False  # /readyz answers 503 from now on
+        waited: Deferred[None] = defer.succeed(None)
+        if self._drain_delay:
+            self._log.info(
+                "draining: /readyz answers 503, still serving for {delay} s",
+                delay=self._drain_delay,
+            )
+            waited = task.deferLater(self._reactor, self._drain_delay, lambda: None)
+
+        def stop(_: object) -> Deferred[Any]:
+            factory.draining = True  # new upgrades get 503
+            return defer.maybeDeferred(super(EchoService, self).stopService)
 
         def drain(_: object) -> Deferred[None]:
-            return factory.drain(self._shutdown_timeout, self._reactor)
+            return factory.drain(
+                self._shutdown_timeout, self._reactor, self._close_code
+            )
 
-        return stopped.addCallback(drain)
+        return waited.addCallback(stop).addCallback(drain)

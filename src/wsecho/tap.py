@@ -165,6 +165,22 @@ class Options(usage.Options):
             "On SIGTERM or SIGINT, seconds to wait for clients to complete the closing handshake (code 1001) before dropping them.",
             config.timeout("shutdown-timeout"),
         ],
+        [
+            "drain-delay",
+            None,
+            0.0,
+            "On SIGTERM, seconds during which /readyz answers 503 while clients are still accepted and echoed (for load balancers and Kubernetes to stop sending new ones), before the shutdown proper.",
+            config.timeout("drain-delay"),
+        ],
+        [
+            "shutdown-close-code",
+            None,
+            1001,
+            "The close code clients get on shutdown: 1001 (going away) or 1012 (service restart: reconnect).",
+            config.coercer(
+                "shutdown-close-code", config.shutdown_code, "1001 or 1012."
+            ),
+        ],
     ]
 
     # Options that may be given more than once; from the environment, as
@@ -363,13 +379,14 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
             options["workers"],
             options["listen"],
             options.arguments,
-            options["shutdown-timeout"],
+            # What a worker may take to stop: the drain, then the clients.
+            options["drain-delay"] + options["shutdown-timeout"],
             reactor,
         )
         pool.startup = startup_line(options)
         return pool
     site = make_site(options.settings())
-    parent = EchoService(site, options["shutdown-timeout"], reactor)
+    parent = EchoService.from_options(site, options, reactor)
     parent.startup = startup_line(options)
     for description in options["listen"]:
         parent.listen(description)

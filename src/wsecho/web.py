@@ -197,7 +197,7 @@ class Health(Styled):
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"Cache-Control", b"no-store")
-        if self._readiness and self._factory.draining:
+        if self._readiness and not self._factory.ready:
             return _text(request, 503, b"Service Unavailable", "shutting down\n")
         return _text(request, 200, b"OK", "ready\n" if self._readiness else "ok\n")
 

@@ -212,8 +212,6 @@ class WorkerPool(MultiService):
         """
         self.stopping = True
         super().stopService()
-        for port in self.ports:
-            port.stopListening()
         waiting = [worker.ended_d for worker in self.workers.values()]
         self.signal_workers(signal.SIGTERM)
 
@@ -227,11 +225,18 @@ class WorkerPool(MultiService):
         timer = self.reactor.callLater(self.shutdown_timeout + EXIT_GRACE, kill)
         done = defer.gatherResults(waiting, consumeErrors=True)
 
-        def cancel(_: object) -> None:
+        def cancel(_: object) -> Deferred[Any]:
             if timer.active():
                 timer.cancel()
+            # Only now: closing a listening socket shuts it down for every
+            # process that shares it, and workers still draining (with
+            # --drain-delay) accept until they stop listening themselves.
+            return defer.gatherResults(
+                [defer.maybeDeferred(port.stopListening) for port in self.ports],
+                consumeErrors=True,
+            )
 
-        return done.addBoth(cancel)
+        return done.addBoth(cancel).addCallback(lambda _: None)
 
 
 class _ForTheWorkers(Factory):
@@ -328,7 +333,7 @@ def worker_service(options: Any, fds: Sequence[int], reactor: Any) -> Any:
     """
 
     site = make_site(options.settings())
-    service = EchoService(site, options["shutdown-timeout"], reactor)
+    service = EchoService.from_options(site, options, reactor)
     for fd, description in zip(fds, options["listen"], strict=True):
         factory: Any = site
         if is_tls(description):
