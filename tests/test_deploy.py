@@ -1,7 +1,10 @@
 """
-The deployment files in C{deploy/} and the C{Dockerfile}: their command
-lines are checked against the real option parsers, and the systemd unit's
-command runs under socket activation.
+The deployment files in C{deploy/}, each checked by the real tool where
+there is one: the command lines against the real option parsers, the
+systemd unit's command under socket activation and its exposure by
+systemd-analyze, the Kubernetes manifests' probes and grace period, the
+Prometheus rules by promtool, and the metric names the rules and the
+Grafana dashboard use against those the daemon exports.
 """
 
 import json
@@ -14,7 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from support import BIN, DEADLINE, require
-from support.daemon import Daemon, free_port
+from support.daemon import Daemon, free_port, start_daemon
 
 # Each test starts real processes: deselected by -m "not system".
 pytestmark = pytest.mark.system
@@ -105,7 +108,7 @@ def test_dockerfile_command_line() -> None:
     The Dockerfile's CMD, with its ENV, is a valid twistd command line that
     listens on every address at 8181 and logs JSON.
     """
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    text = (ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
     (cmd,) = re.findall(r"^CMD (\[.*\])$", text, re.MULTILINE)
     argv = json.loads(cmd)
     (env,) = re.findall(r"^ENV (.*)$", text, re.MULTILINE)
@@ -143,3 +146,243 @@ def test_unit_gives_the_shutdown_time_to_finish() -> None:
     (stop,) = re.findall(r"^TimeoutStopSec=(\d+)$", text, re.MULTILINE)
     argv = unit_command()
     assert int(stop) > float(argv[argv.index("--shutdown-timeout") + 1])
+
+
+def test_systemd_unit_exposure() -> None:
+    """
+    systemd-analyze rates the unit's sandboxing at most 2.0 (OK), and the
+    unit reads WSECHO_* variables from /etc/default/wsecho when it exists.
+    """
+    analyze = require("systemd-analyze")
+    result = subprocess.run(
+        [
+            analyze,
+            "security",
+            "--offline=true",
+            str(ROOT / "deploy" / "wsecho.service"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    (level,) = re.findall(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert float(level) <= 2.0, result.stdout
+    text = (ROOT / "deploy" / "wsecho.service").read_text()
+    assert "\nEnvironmentFile=-/etc/default/wsecho\n" in text
+
+
+def _dockerfile() -> str:
+    return (ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+
+
+def test_dockerfile_user_labels_and_health_check() -> None:
+    """
+    The image runs as a numeric non-root user (which Kubernetes'
+    runAsNonRoot can check), carries OCI labels, and checks its health
+    with wsecho.healthcheck.
+    """
+    text = _dockerfile()
+    (user,) = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) > 0 and (not gid or gid.isdigit())
+    assert f"--uid {uid}" in text
+    assert "org.opencontainers.image.title=" in text
+    assert "org.opencontainers.image.licenses=" in text
+    (check,) = re.findall(r"^HEALTHCHECK .*CMD (\[.*\])$", text, re.MULTILINE)
+    assert json.loads(check) == ["python", "-m", "wsecho.healthcheck"]
+
+
+def _healthcheck(environ: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "wsecho.healthcheck"],
+        env={"PATH": "/usr/bin:/bin", **environ},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+
+
+def test_healthcheck_follows_the_environment(tmp_path) -> None:
+    """
+    wsecho.healthcheck finds the daemon where WSECHO_PORT (and
+    WSECHO_INTERFACE) or WSECHO_LISTEN say it listens, exits 0 while it is
+    ready and 1, saying why, where nothing answers.
+    """
+    daemon = start_daemon(tmp_path, "--interface", "0.0.0.0")
+    try:
+        port = str(daemon.port)
+        for environ in (
+            {"WSECHO_PORT": port, "WSECHO_INTERFACE": "0.0.0.0"},
+            {"WSECHO_LISTEN": f"tcp:{port}:interface=0.0.0.0"},
+            {"WSECHO_LISTEN": f"tcp:port={port}"},
+        ):
+            result = _healthcheck(environ)
+            assert (result.returncode, result.stderr) == (0, ""), environ
+        daemon.stop()
+        result = _healthcheck({"WSECHO_PORT": port})
+        assert result.returncode == 1
+        assert result.stderr.startswith("wsecho.healthcheck: not ready: ")
+    finally:
+        daemon.stop()
+
+
+def _manifests() -> dict[str, dict]:
+    import yaml
+
+    found = {}
+    for path in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            found[document["kind"]] = document
+    return found
+
+
+def test_kubernetes_manifests() -> None:
+    """
+    The Deployment's command is a valid twistd command line listening on
+    the container port its probes use (readiness /readyz, liveness
+    /healthz); its grace period is longer than the drain delay and the
+    shutdown timeout together; it runs as a numeric non-root user on a
+    read-only root file system. The Service and the PodDisruptionBudget
+    select its pods.
+    """
+    manifests = _manifests()
+    assert set(manifests) == {"Deployment", "Service", "PodDisruptionBudget"}
+    deployment = manifests["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    argv = container["command"]
+    environ = {e["name"]: e["value"] for e in container["env"]}
+    assert argv[0] == "twistd"
+    parsed = parse_in_child(argv[1:], environ)
+    (port,) = container["ports"]
+    assert parsed["listen"] == [f"tcp:{port['containerPort']}:interface=0.0.0.0"]
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": port["name"],
+    }
+    assert container["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": port["name"],
+    }
+    drain = float(argv[argv.index("--drain-delay") + 1])
+    shutdown = float(argv[argv.index("--shutdown-timeout") + 1])
+    assert drain > 0
+    # Readiness fails within one probe period, well inside the drain.
+    probe = container["readinessProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] < drain
+    assert pod["terminationGracePeriodSeconds"] > drain + shutdown
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = manifests["Service"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert service["ports"][0]["targetPort"] in (port["name"], port["containerPort"])
+    budget = manifests["PodDisruptionBudget"]["spec"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["minAvailable"] < deployment["spec"]["replicas"]
+
+
+def _exported() -> set[str]:
+    """
+    The names of every series the daemon exports (counters with _total,
+    histograms with _bucket, _sum and _count).
+    """
+    from prometheus_client import generate_latest
+
+    from wsecho.budget import MemoryBudget
+    from wsecho.metrics import Metrics
+
+    text = generate_latest(Metrics(MemoryBudget(1)).registry).decode()
+    names = set()
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE):
+        if kind == "counter":
+            names.add(name.removesuffix("_total") + "_total")
+        elif kind == "histogram":
+            names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+        else:
+            names.add(name)
+    return names
+
+
+# PromQL's words and the labels, which are not series.
+_NOT_METRICS = {
+    "by",
+    "sum",
+    "rate",
+    "increase",
+    "changes",
+    "and",
+    "or",
+    "histogram_quantile",
+    "le",
+    "instance",
+    "job",
+    "code",
+    "reason",
+    "type",
+    "direction",
+    "form",
+}
+
+
+def _metric_names(expression: str) -> set[str]:
+    expression = re.sub(r'"[^"]*"', "", expression)  # label values
+    expression = re.sub(r"\[[^]]*\]", "", expression)  # ranges
+    expression = re.sub(r"\{[^}]*\}", "", expression)  # matchers
+    names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expression))
+    return {n for n in names if n not in _NOT_METRICS and not n.startswith("__")}
+
+
+def test_prometheus_rules() -> None:
+    """
+    promtool accepts the alert rules, and each of their expressions uses
+    only series the daemon exports (and Prometheus' own up).
+    """
+    import yaml
+
+    promtool = require("promtool")
+    path = ROOT / "deploy" / "prometheus" / "wsecho-rules.yml"
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = [r for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]]
+    assert len(rules) >= 5
+    exported = _exported()
+    for rule in rules:
+        names = _metric_names(rule["expr"])
+        assert names, rule["alert"]
+        assert names <= exported | {"up"}, (rule["alert"], names - exported)
+
+
+def test_grafana_dashboard() -> None:
+    """
+    The dashboard has a panel for each of connections, message rate, close
+    codes, refusals, latency quantiles and the memory budget, and its
+    queries use only series the daemon exports.
+    """
+    dashboard = json.loads(
+        (ROOT / "deploy" / "grafana" / "wsecho-dashboard.json").read_text()
+    )
+    titles = " | ".join(p["title"].lower() for p in dashboard["panels"])
+    for topic in (
+        "connections open",
+        "messages echoed",
+        "close code",
+        "refusals",
+        "latency quantiles",
+        "memory budget",
+    ):
+        assert topic in titles, topic
+    exported = _exported()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expression = target["expr"].replace("$__rate_interval", "5m")
+            names = _metric_names(expression)
+            assert names and names <= exported, (panel["title"], names - exported)

@@ -127,3 +127,102 @@ def test_haproxy_balances_and_drains(tmp_path) -> None:
         proxy.wait(timeout=DEADLINE)
         for daemon in daemons:
             daemon.stop()
+
+
+def nginx_config(directory: Path, front: int, first: int, second: int) -> str:
+    """
+    deploy/nginx.conf on free ports, with its pid and temporary files in
+    C{directory} (a test runs without root's paths).
+    """
+    text = (ROOT / "deploy" / "nginx.conf").read_text()
+    for old, new in (
+        ("127.0.0.1:8080", f"127.0.0.1:{front}"),
+        ("127.0.0.1:8181", f"127.0.0.1:{first}"),
+        ("127.0.0.1:8182", f"127.0.0.1:{second}"),
+        ("/run/nginx-wsecho.pid", str(directory / "nginx.pid")),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    temporary = "".join(
+        f"    {kind}_temp_path {directory / kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return text.replace("http {\n", "http {\n" + temporary, 1)
+
+
+def test_nginx_in_front_of_two_daemons(tmp_path) -> None:
+    """
+    nginx, with deploy/nginx.conf, proxies WebSocket to two daemons; while
+    one drains (--drain-delay) and after it has exited, every new echo
+    through nginx succeeds, and the held ones of the other carry on.
+    """
+    nginx = require("nginx")
+    daemons = [
+        start_daemon(tmp_path, "--trust-proxy", "1", "--drain-delay", "2")
+        for _ in range(2)
+    ]
+    front = free_port()  # nginx does not say where it listens
+    config = tmp_path / "nginx.conf"
+    config.write_text(nginx_config(tmp_path, front, *(d.port for d in daemons)))
+    check = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert check.returncode == 0, check.stderr
+    proxy = subprocess.Popen(
+        [
+            nginx,
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(config),
+            "-e",
+            "stderr",
+            "-g",
+            "daemon off;",
+        ],
+        stdout=(tmp_path / "nginx.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"ws://127.0.0.1:{front}/socket"
+    try:
+        end = time.monotonic() + DEADLINE
+        while True:  # until nginx listens
+            try:
+                echo(url, "first")
+                break
+            except OSError:
+                assert time.monotonic() < end and proxy.poll() is None
+                time.sleep(0.05)
+        with contextlib.ExitStack() as held:
+            sockets = [
+                held.enter_context(connect(url, open_timeout=DEADLINE))
+                for _ in range(4)
+            ]
+            daemons[0].terminate()
+            sent = 0
+            while daemons[0].process.poll() is None:
+                assert time.monotonic() < end, "the drained daemon did not exit"
+                echo(url, f"during {sent}")
+                sent += 1
+            assert daemons[0].process.wait(timeout=DEADLINE) == 0
+            for i in range(20):
+                echo(url, f"after {i}")
+            codes = []
+            for ws in sockets:
+                try:
+                    ws.send("held")
+                    assert ws.recv(timeout=DEADLINE) == "held"
+                    codes.append(None)
+                except ConnectionClosed:
+                    codes.append(ws.close_code)
+            # The drained daemon's held clients got 1001; the others echo.
+            assert set(codes) <= {None, 1001}, codes
+        assert sent > 0
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=DEADLINE)
+        for daemon in daemons:
+            daemon.stop()
