@@ -9,14 +9,15 @@ import re
 import signal
 import ssl
 import time
+import urllib.request
 
 import pytest
 from incremental import Version
 from twisted import version as twisted_version
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from support import DEADLINE
+from support import DEADLINE, poll_until
 from support.certs import make_certificates
 from support.daemon import Daemon, start_daemon
 from support.wire import assert_echoes
@@ -163,3 +164,136 @@ def test_workers_option_is_checked(tmp_path) -> None:
         log = daemon.whole_log()
         assert "--workers" in log and "at least 1" in log, log
         assert "Traceback" not in log
+
+
+def _scrape(port: int) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE
+    ) as r:
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _messages(port: int) -> float:
+    return _scrape(port)[("wsecho_messages_total", (("type", "text"),))]
+
+
+def test_metrics_are_the_whole_daemons(tmp_path) -> None:
+    """
+    With --workers 2, every scrape answers for both workers: after 200
+    messages over connections both took, eight scrapes all read 200; once a
+    worker is killed and started again, no counter goes back.
+    """
+    daemon, pids = start_workers(tmp_path, 2)
+    port = daemon.port
+    try:
+        for _ in range(10):
+            with connect(f"ws://127.0.0.1:{port}/socket", open_timeout=DEADLINE) as ws:
+                for _ in range(20):
+                    ws.send("counted")
+                    assert ws.recv(timeout=DEADLINE) == "counted"
+        assert [_messages(port) for _ in range(8)] == [200.0] * 8
+        samples = _scrape(port)
+        assert samples[("wsecho_connections_closed_total", (("code", "1000"),))] == 10
+        assert samples[("wsecho_connections_open", ())] == 0
+        # Build info as it is, not summed over the processes.
+        assert [
+            v for (name, _), v in samples.items() if name == "wsecho_build_info"
+        ] == [1]
+        os.kill(pids[1], signal.SIGKILL)
+        daemon.wait_for("worker 1 died")
+        daemon.wait_for("worker 1 started: pid ")
+        poll_until(lambda: _messages(port) >= 200)
+        assert all(_messages(port) == 200.0 for _ in range(8))
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_limits_are_the_whole_daemons(tmp_path) -> None:
+    """
+    With --workers 2 and --max-connections 10, 20 clients connecting at once
+    get exactly 10 connections and 10 answers 503, however the kernel spread
+    them; once those close, 10 more get in; a killed worker's slots are
+    freed. --max-connections-per-ip counts across workers too.
+    """
+    import asyncio
+
+    from websockets.asyncio.client import connect as connect_async
+    from websockets.exceptions import InvalidStatus
+
+    daemon, _ = start_workers(tmp_path, 2, "--max-connections", "10")
+    url = f"ws://127.0.0.1:{daemon.port}/socket"
+
+    async def one():
+        try:
+            return await connect_async(url, open_timeout=DEADLINE, ping_interval=None)
+        except InvalidStatus as e:
+            return e.response.status_code
+
+    async def wave(count: int) -> tuple[list, list]:
+        results = await asyncio.gather(*(one() for _ in range(count)))
+        return [r for r in results if not isinstance(r, int)], [
+            r for r in results if isinstance(r, int)
+        ]
+
+    async def scenario() -> None:
+        held, refused = await wave(20)
+        assert (len(held), refused) == (10, [503] * 10)
+        for ws in held:
+            await ws.close()
+        held, refused = await wave(20)
+        assert (len(held), len(refused)) == (10, 10)
+        for ws in held:
+            await ws.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert daemon.stop() == 0
+    daemon, _ = start_workers(tmp_path, 2, "--max-connections-per-ip", "3")
+    url = f"ws://127.0.0.1:{daemon.port}/socket"
+    try:
+
+        async def per_address() -> None:
+            held, refused = await wave(8)
+            assert (len(held), refused) == (3, [503] * 5)
+            for ws in held:
+                await ws.close()
+
+        asyncio.run(per_address())
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_a_dead_workers_slots_are_freed(tmp_path) -> None:
+    """
+    The connections of workers killed outright no longer count against
+    --max-connections once the parent sees them gone.
+    """
+    daemon, pids = start_workers(tmp_path, 2, "--max-connections", "2")
+    url = f"ws://127.0.0.1:{daemon.port}/socket"
+    try:
+        with contextlib.ExitStack() as clients:
+            for _ in range(2):
+                clients.enter_context(connect(url, open_timeout=DEADLINE))
+            with pytest.raises(InvalidStatus), connect(url, open_timeout=DEADLINE):
+                pass
+            for number, pid in pids.items():
+                os.kill(pid, signal.SIGKILL)
+                daemon.wait_for(f"worker {number} died")
+        # The workers are started again (after a delay: they died young).
+        with contextlib.ExitStack() as clients:
+            for _ in range(2):
+                ws = clients.enter_context(connect(url, open_timeout=DEADLINE))
+                ws.send("in")
+                assert ws.recv(timeout=DEADLINE) == "in"
+            with pytest.raises(InvalidStatus), connect(url, open_timeout=DEADLINE):
+                pass
+    finally:
+        assert daemon.stop() == 0

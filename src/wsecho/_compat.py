@@ -41,7 +41,8 @@ def _missing() -> list[str]:
         and _uses(FileDescriptor.doWrite, "_tempDataLen", "dataBuffer", "offset"),
         # twisted.web's channel (answers_unread, pause_reading).
         "http": hasattr(HTTPChannel, "_waitingForTransport")
-        and _uses(HTTPChannel.connectionMade, "_networkProducer"),
+        and _uses(HTTPChannel.connectionMade, "_networkProducer")
+        and _uses(HTTPChannel.rawDataReceived, "_dataBuffer"),
         # Autobahn's frame parser state (the fast path).
         "frames": all(
             hasattr(WebSocketProtocol, n)
@@ -280,6 +281,19 @@ def take_over(channel: Any, protocol: Any) -> None:
         transport.protocol = protocol
     protocol.makeConnection(transport)
     transport.resumeProducing()
+
+
+def read_ahead(channel: Any) -> bytes:
+    """
+    What twisted.web's C{HTTPChannel} read past the request it is serving
+    (C{_dataBuffer}: pipelined data, here a WebSocket client's first frames),
+    taken from it.
+    """
+    buffered = getattr(channel, "_dataBuffer", None)
+    if not buffered:
+        return b""
+    channel._dataBuffer = []
+    return b"".join(buffered)
 
 
 def tls_context(endpoint: Any) -> Any:

@@ -40,6 +40,9 @@ class EchoServerFactory(WebSocketServerFactory):
     slow_client_timeout: float = 0.0
     max_connections = 0
     max_connections_per_ip = 0
+    # With --workers: the parent, which holds the daemon's connection slots
+    # and merges the workers' metrics (a wsecho.cluster.ParentLink).
+    link: Any = None
     # Ready: /readyz answers 200. Draining: new upgrades are refused (503).
     ready = True
     draining = False
@@ -120,6 +123,8 @@ class EchoServerFactory(WebSocketServerFactory):
         self.per_address[protocol.client_address] -= 1
         if not self.per_address[protocol.client_address]:
             del self.per_address[protocol.client_address]
+        if self.link is not None:
+            self.link.give(protocol.client_address)
 
     def forget(self, protocol: EchoServerProtocol) -> None:
         """

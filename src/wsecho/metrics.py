@@ -267,11 +267,28 @@ class MetricsResource(Styled):
 
     isLeaf = True
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, factory: Any = None) -> None:
         super().__init__()
         self._registry = metrics.registry
+        # With --workers, the factory's link to the parent, which merges
+        # every worker's metrics.
+        self._factory = factory
 
-    def render_GET(self, request: server.Request) -> bytes:
+    def render_GET(self, request: server.Request) -> Any:
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
         request.setHeader(b"Cache-Control", b"no-store")
-        return generate_latest(self._registry)
+        link = getattr(self._factory, "link", None)
+        if link is None:
+            return generate_latest(self._registry)
+
+        def answer(text: bytes) -> None:
+            request.write(text)
+            request.finish()
+
+        def failed(reason: object) -> None:
+            request.setResponseCode(503)
+            request.write(b"the daemon's metrics are not available now\n")
+            request.finish()
+
+        link.scrape().addCallbacks(answer, failed)
+        return server.NOT_DONE_YET

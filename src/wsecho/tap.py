@@ -382,6 +382,8 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
             # What a worker may take to stop: the drain, then the clients.
             options["drain-delay"] + options["shutdown-timeout"],
             reactor,
+            max_connections=options["max-connections"],
+            max_connections_per_ip=options["max-connections-per-ip"],
         )
         pool.startup = startup_line(options)
         return pool

@@ -13,7 +13,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._compat import take_over
+from ._compat import read_ahead, take_over
 from .channel import Channel, Site, access_log
 from .config import EchoSettings
 from .connections import EchoServerFactory
@@ -113,10 +113,11 @@ class EchoResource(Resource):
         if self._echo.draining:
             self._echo.metrics.refusals.labels("shutting_down").inc()
             return self._unavailable(request, client, "shutting down")
-        limit = self._echo.would_exceed(client)
-        if limit is not None:
-            self._echo.metrics.refusals.labels(limit.replace(" ", "_")).inc()
-            return self._unavailable(request, client, limit)
+        link = self._echo.link
+        if link is None:
+            limit = self._echo.would_exceed(client)
+            if limit is not None:
+                return self._over_limit(request, client, limit)
         offers = request.requestHeaders.getRawHeaders(b"sec-websocket-extensions")
         if offers:
             # Declined, not refused: see wsecho.deflate.acceptable_offers.
@@ -127,7 +128,42 @@ class EchoResource(Resource):
                 request.requestHeaders.setRawHeaders(
                     b"sec-websocket-extensions", [kept.encode("latin-1")]
                 )
+        if link is not None:
+            return self._upgrade_with_a_slot(request, client, link)
         return self._upgrade(request, client)
+
+    def _over_limit(self, request: server.Request, client: str, limit: str) -> bytes:
+        self._echo.metrics.refusals.labels(limit.replace(" ", "_")).inc()
+        return self._unavailable(request, client, limit)
+
+    def _upgrade_with_a_slot(
+        self, request: server.Request, client: str, link: Any
+    ) -> int:
+        """
+        With --workers: upgrade once the parent, which counts every worker's
+        connections, has given a slot (or answer 503 if it has none).
+        """
+        lost: list[object] = []
+        request.notifyFinish().addErrback(lost.append)
+
+        def answered(refusal: str | None) -> None:
+            if lost:
+                if refusal is None:
+                    link.give(client)
+                return
+            if refusal is not None:
+                request.write(self._over_limit(request, client, refusal))
+                request.finish()
+                return
+            self._upgrade(request, client)
+
+        def failed(reason: object) -> None:
+            if not lost:
+                request.write(self._unavailable(request, client, "shutting down"))
+                request.finish()
+
+        link.take(client).addCallbacks(answered, failed)
+        return NOT_DONE_YET
 
     def _upgrade(self, request: server.Request, client: str) -> int:
         """
@@ -149,6 +185,11 @@ class EchoResource(Resource):
         for name, values in request.requestHeaders.getAllRawHeaders():
             head.append(name + b": " + b",".join(values))
         protocol.dataReceived(b"\r\n".join(head) + b"\r\n\r\n")
+        # What the client sent after its request while it waited (for a slot
+        # from the parent): its first frames.
+        early = read_ahead(channel)
+        if early:
+            protocol.dataReceived(early)
         return NOT_DONE_YET
 
     def _unavailable(self, request: server.Request, client: str, reason: str) -> bytes:
@@ -216,7 +257,7 @@ def make_site(settings: EchoSettings) -> Site:
         ),
     )
     if settings.metrics:
-        root.putChild(b"metrics", MetricsResource(factory.metrics))
+        root.putChild(b"metrics", MetricsResource(factory.metrics, factory))
     root.putChild(b"healthz", Health(factory, readiness=False))
     root.putChild(b"readyz", Health(factory, readiness=True))
     # twisted.web reads the upgrade request before Autobahn sees it, so the

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
 from .tap import Options
-from .workers import FDS_VARIABLE, worker_service
+from .workers import CONTROL_VARIABLE, FDS_VARIABLE, worker_service
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     fds = [int(fd) for fd in os.environ.pop(FDS_VARIABLE).split(",")]
+    control = int(os.environ.pop(CONTROL_VARIABLE))
     # The parent checked the --listen descriptions; a systemd one would not
     # parse here (LISTEN_PID names the parent).
     options = Options(check_listen=False)
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     globalLogBeginner.beginLoggingTo(
         [jsonFileLogObserver(sys.stdout)], redirectStandardIO=False
     )
-    service = worker_service(options, fds, reactor)
+    service = worker_service(options, fds, reactor, control)
     service.privilegedStartService()
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

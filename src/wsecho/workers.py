@@ -27,11 +27,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any, cast
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.process_collector import ProcessCollector
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.stdio import StandardIO
 from twisted.logger import (
     Logger,
     LogLevel,
@@ -41,6 +44,7 @@ from twisted.logger import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from .cluster import Coordinator, ParentLink, WorkerSide
 from .process import (
     announce,
     exit_if_cannot_listen,
@@ -57,6 +61,8 @@ from .web import make_site
 FDS_VARIABLE = "WSECHO_WORKER_FDS"
 # Which worker it is (1 to N), for the logs.
 NUMBER_VARIABLE = "WSECHO_WORKER_NUMBER"
+# The descriptor on which a worker writes to the parent (it reads its stdin).
+CONTROL_VARIABLE = "WSECHO_WORKER_CONTROL"
 
 # A worker that dies sooner than this after it started is started again
 # after a delay that doubles each time, up to MAX_RESTART_DELAY.
@@ -82,6 +88,8 @@ class WorkerPool(MultiService):
         arguments: Sequence[str],
         shutdown_timeout: float,
         reactor: Any,
+        max_connections: int = 0,
+        max_connections_per_ip: int = 0,
     ) -> None:
         super().__init__()
         self.count = count
@@ -89,6 +97,13 @@ class WorkerPool(MultiService):
         self.arguments = list(arguments)
         self.shutdown_timeout = shutdown_timeout
         self.reactor = reactor
+        # The daemon's connection slots and metrics, for all the workers;
+        # the parent's own process figures count in them.
+        own = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=own)
+        self.coordinator = Coordinator(
+            max_connections, max_connections_per_ip, own, reactor
+        )
         self.ports: list[IListeningPort] = []
         self.workers: dict[int, WorkerProcess] = {}  # by number
         self.stopping = False
@@ -146,15 +161,20 @@ class WorkerPool(MultiService):
             worker.signal(number)
 
     def _start(self, number: int, delay: float = FIRST_RESTART_DELAY) -> None:
-        fds = {1: "r", 2: 2}
+        # Its stdin and a descriptor after the listeners: the pipes of its
+        # link to the parent (wsecho.cluster); stdout: its log.
+        fds: dict[int, Any] = {0: "w", 1: "r", 2: 2}
         inherited = []
         for child_fd, port in enumerate(self.ports, start=3):
             fds[child_fd] = cast(Any, port).fileno()
             inherited.append(str(child_fd))
+        control = 3 + len(self.ports)
+        fds[control] = "r"
         env = dict(os.environ)
         env[FDS_VARIABLE] = ",".join(inherited)
         env[NUMBER_VARIABLE] = str(number)
-        worker = WorkerProcess(self, number, delay)
+        env[CONTROL_VARIABLE] = str(control)
+        worker = WorkerProcess(self, number, delay, control)
         self.workers[number] = worker
         argv = [sys.executable, "-m", "wsecho.worker", *self.arguments]
         # The worker inherits a blocked SIGHUP, and unblocks it once its
@@ -256,13 +276,24 @@ class WorkerProcess(ProcessProtocol):
     One worker, seen from the parent: its log events come in on its stdout.
     """
 
-    def __init__(self, pool: WorkerPool, number: int, delay: float) -> None:
+    def __init__(
+        self, pool: WorkerPool, number: int, delay: float, control: int
+    ) -> None:
         self.pool = pool
         self.number = number
         self.delay = delay
         self.started = pool.reactor.seconds()
         self.ended_d: Deferred[None] = Deferred()
         self._buffer = b""
+        self._control = control
+        self.side = WorkerSide(pool.coordinator, number, self._to_worker)
+
+    def _to_worker(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.writeToChild(0, data)
+
+    def connectionMade(self) -> None:
+        self.pool.coordinator.joined(self.number, self.side)
 
     def signal(self, number: int) -> None:
         try:
@@ -272,6 +303,9 @@ class WorkerProcess(ProcessProtocol):
             pass  # already gone
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == self._control:
+            self.side.dataReceived(data)
+            return
         # jsonFileLogObserver writes "\x1e" + JSON + "\n" per event.
         self._buffer += data
         *records, self._buffer = self._buffer.split(b"\n")
@@ -295,6 +329,7 @@ class WorkerProcess(ProcessProtocol):
             globalLogPublisher(event)
 
     def processEnded(self, reason: Failure) -> None:
+        self.pool.coordinator.left(self.number, self.side)
         self.pool.ended(self, reason)
         self.ended_d.callback(None)
 
@@ -327,12 +362,21 @@ class AdoptedPort(Service):
         return None
 
 
-def worker_service(options: Any, fds: Sequence[int], reactor: Any) -> Any:
+def worker_service(
+    options: Any, fds: Sequence[int], reactor: Any, control: int | None = None
+) -> Any:
     """
-    A worker's service: the echo site on the descriptors passed.
+    A worker's service: the echo site on the descriptors passed, and its
+    link to the parent (its stdin, and the descriptor C{control}) for the
+    daemon's connection slots and metrics.
     """
 
     site = make_site(options.settings())
+    if control is not None:
+        echo = site.echo_factory
+        link = ParentLink(lambda: echo.metrics.registry)
+        StandardIO(link, stdin=0, stdout=control, reactor=reactor)  # type: ignore[call-arg]
+        echo.link = link
     service = EchoService.from_options(site, options, reactor)
     for fd, description in zip(fds, options["listen"], strict=True):
         factory: Any = site
