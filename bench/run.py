@@ -191,6 +191,35 @@ def wait_for_port(port: int, process: subprocess.Popen, deadline: float = 30) ->
     raise RuntimeError(f"nothing listens on {port} after {deadline} s")
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """
+    The CPU seconds (user and system) of a process and of every process
+    under it (the workers of --workers), from /proc.
+    """
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            total += stats[current][1]
+        todo += [p for p, (parent, _) in stats.items() if parent == current]
+    return total / TICK
+
+
+# What a scenario's operations are, for the server's CPU time per operation.
+OPERATIONS = {"S5": "handshakes"}
+
+
 def pinned(cpu: str | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
 
@@ -224,15 +253,23 @@ def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
         if scenario == "S6":
             extra = ["--seconds", "120", "--connections", str(args.idle)]
             extra += ["--pid", str(server.pid)]
+        before = tree_cpu(server.pid)
         done = subprocess.run(
             pinned(args.load_cpu, [*load, "--scenario", scenario, *extra]),
             capture_output=True,
             text=True,
             timeout=300,
         )
+        spent = tree_cpu(server.pid) - before
         if done.returncode != 0:
             raise RuntimeError(f"load.py failed: {done.stderr.strip()[-500:]}")
-        return json.loads(done.stdout)
+        result = json.loads(done.stdout)
+        operations = result.get(OPERATIONS.get(scenario, "messages"))
+        if operations and scenario != "S6":
+            # The server's CPU time per echo (or handshake), in microseconds:
+            # steadier than throughput on a noisy machine.
+            result["cpu_us"] = spent / operations * 1e6
+        return result
     finally:
         server.terminate()
         try:
@@ -288,16 +325,27 @@ def machine() -> dict:
     }
 
 
-def summarize(runs: list[dict], peer_names: list[str], scenarios: list[str]) -> dict:
+CPU_LABEL = "server CPU us per op."
+
+
+def summarize(
+    runs: list[dict], peer_names: list[str], scenarios: list[str], figure: str = ""
+) -> dict:
+    """
+    The median of each peer's rounds, per scenario: of the scenario's own
+    figure, or of C{figure} (C{cpu_us}).
+    """
     table: dict[str, dict[str, float]] = {}
     for scenario in scenarios:
-        figure = FIGURES[scenario][0]
+        wanted = figure or FIGURES[scenario][0]
         row = {}
         for name in peer_names:
             values = [
-                r["result"][figure]
+                r["result"][wanted]
                 for r in runs
-                if r["peer"] == name and r["scenario"] == scenario
+                if r["peer"] == name
+                and r["scenario"] == scenario
+                and wanted in r["result"]
             ]
             if values:
                 row[name] = statistics.median(values)
@@ -313,18 +361,21 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def write_table(table: dict, peer_names: list[str], path: Path) -> None:
+def write_table(
+    table: dict, peer_names: list[str], path: Path, label: str = ""
+) -> None:
     """
     An RST grid table: each figure, and its ratio to the first peer's
-    (wsecho's).
+    (wsecho's); C{label} names the figure when it is not the scenario's.
     """
     header = ["scenario", *peer_names]
     rows = []
     first = peer_names[0]
     for scenario, row in table.items():
-        label = f"{scenario}: {FIGURES[scenario][1]}"
+        if not row:
+            continue
         base = row.get(first)
-        cells = [label]
+        cells = [f"{scenario}: {label or FIGURES[scenario][1]}"]
         for name in peer_names:
             if name not in row:
                 cells.append("n/a")
@@ -351,7 +402,18 @@ def write_table(table: dict, peer_names: list[str], path: Path) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
-def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> str:
+def write_chart(
+    table: dict,
+    peer_names: list[str],
+    path: Path,
+    title: str,
+    more_is_better: bool | None = None,
+) -> str:
+    """
+    Each peer's figure relative to the first peer's, per scenario, turned so
+    that higher is better; C{more_is_better} overrides the scenarios' own
+    sense (False for CPU time).
+    """
     try:
         import matplotlib
 
@@ -359,7 +421,7 @@ def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> s
         import matplotlib.pyplot as plt
     except ImportError:
         return "no chart: matplotlib is not installed"
-    scenarios = list(table)
+    scenarios = [s for s in table if table[s]]
     fig, ax = plt.subplots(figsize=(11, 5))
     width = 0.8 / len(peer_names)
     for i, name in enumerate(peer_names):
@@ -370,8 +432,8 @@ def write_chart(table: dict, peer_names: list[str], path: Path, title: str) -> s
             if value is None or not base:
                 ratios.append(0)
                 continue
-            more_is_better = FIGURES[scenario][2]
-            ratios.append(value / base if more_is_better else base / value)
+            better = FIGURES[scenario][2] if more_is_better is None else more_is_better
+            ratios.append(value / base if better else base / value)
         xs = [
             x + (i - (len(peer_names) - 1) / 2) * width for x in range(len(scenarios))
         ]
@@ -478,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
     table = summarize(runs, names, scenarios)
+    cpu = summarize(runs, names, scenarios, "cpu_us")
     command = "python bench/run.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
@@ -489,19 +552,26 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "seconds": args.seconds,
         "table": table,
+        "cpu_us_per_operation": cpu,
         "runs": runs,
         "failures": failures,
         "elapsed": time.monotonic() - began,
     }
     (args.out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     write_table(table, names, args.out / "results.rst")
+    write_table(cpu, names, args.out / "cpu.rst", CPU_LABEL)
     title = (
         f"{command.strip()}\n{info['cpu']}, {info['cores']} cores, "
         f"server on core {args.server_cpu}, load on core {args.load_cpu}; "
         f"Python {info['python']}"
     )
     print(f"bench: {write_chart(table, names, args.out / 'results.png', title)}")
+    cpu_title = title.replace(
+        "\n", " (server CPU per operation; higher is better)\n", 1
+    )
+    print(f"bench: {write_chart(cpu, names, args.out / 'cpu.png', cpu_title, False)}")
     print((args.out / "results.rst").read_text())
+    print((args.out / "cpu.rst").read_text())
     print(f"bench: {time.monotonic() - began:.0f} s; results in {args.out}")
     if failures:
         print("bench: FAILED:\n  " + "\n  ".join(failures))
