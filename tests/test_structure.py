@@ -36,6 +36,10 @@ PRIVATE = (
     "_networkProducer",
     "_waitingForTransport",
     "CLOSE_STATUS_CODES_ALLOWED",
+    "_doReadOrWrite",
+    "_selectables",
+    "_poller",
+    "_dataBuffer",
 )
 
 
@@ -179,3 +183,45 @@ def test_compat_notices_a_renamed_internal(monkeypatch: pytest.MonkeyPatch) -> N
     with capturedLogs() as events:
         warn_if_libraries_changed()
     assert [e["shortcuts"] for e in events] == ["frames"]
+
+
+def test_epoll_loop_without_log_context() -> None:
+    """
+    The epoll loop wsecho installs still hands each ready descriptor to its
+    reader, and nothing when nothing is ready, as Twisted's does.
+    """
+    import socket
+
+    from twisted.internet.epollreactor import EPollReactor
+
+    reactor = EPollReactor()
+    assert _compat.poll_without_log_context(reactor)
+    ours, theirs = socket.socketpair()
+    events: list[str] = []
+
+    class Reader:
+        def fileno(self) -> int:
+            return ours.fileno()
+
+        def doRead(self) -> None:
+            events.append(ours.recv(10).decode() or "eof")
+
+        def connectionLost(self, reason: object) -> None:
+            events.append("lost")  # not expected here
+
+        def logPrefix(self) -> str:
+            return "reader"
+
+    reader = Reader()
+    try:
+        reactor.addReader(reader)
+        theirs.send(b"ready")
+        reactor.doIteration(1)
+        assert events == ["ready"]
+        reactor.doIteration(0)
+        assert events == ["ready"]  # nothing more was ready
+    finally:
+        reactor.removeReader(reader)
+        ours.close()
+        theirs.close()
+        reactor._poller.close()

@@ -115,6 +115,7 @@ class EchoService(MultiService):
         exit_if_cannot_listen(super().startService)
         announce(self.startup)
         warn_if_libraries_changed()
+        _compat.poll_without_log_context(self._reactor)
         self._reactor.callWhenRunning(
             take_signals, self._reactor, self._on_stop, self.reload_tls
         )
