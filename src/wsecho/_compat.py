@@ -148,25 +148,56 @@ class MessageTooBig(_Base):
         super()._max_message_size_exceeded(msg_size, limit, reason)
 
 
+# How much of a read Autobahn's parser is given at a time (see
+# autobahn_reads).
+AUTOBAHN_SLICE = 16 * 1024
+
+
 def autobahn_reads(protocol: Any, data: bytes) -> None:
     """
     Hand C{data} to Autobahn's parser, bypassing the protocol's own
     C{dataReceived} (the fast path's) that would hand it back.
+
+    In slices: Autobahn's parser copies what follows a frame out of its
+    buffer after each frame, which makes a read of many small frames (a
+    message in 64-byte fragments) cost the square of its size; with
+    256 KiB reads, 4 MiB in 64-byte fragments took 1.3 s against 1.0 s for
+    Autobahn's own echo with Twisted's 64 KiB reads.
     """
-    protocol._dataReceived(data)
+    if len(data) <= AUTOBAHN_SLICE:
+        protocol._dataReceived(data)
+        return
+    closed = protocol.STATE_CLOSED
+    for at in range(0, len(data), AUTOBAHN_SLICE):
+        if protocol.state == closed:
+            return  # Autobahn would keep what comes for ever
+        protocol._dataReceived(data[at : at + AUTOBAHN_SLICE])
 
 
 def between_messages(protocol: Any) -> bool:
     """
-    Whether Autobahn's parser holds nothing (no bytes, no frame, no message)
-    and permessage-deflate is off: the fast path may take what comes.
+    Whether Autobahn's parser holds nothing (no bytes, no frame, no
+    message): the fast path may take what comes.
     """
     return not (
-        protocol.data
-        or protocol.current_frame is not None
-        or protocol.inside_message
-        or protocol._perMessageCompress is not None
+        protocol.data or protocol.current_frame is not None or protocol.inside_message
     )
+
+
+def deflate_of(protocol: Any) -> Any:
+    """
+    The connection's permessage-deflate (Autobahn's C{PerMessageDeflate},
+    whose methods are public), or L{None}.
+    """
+    return protocol._perMessageCompress
+
+
+def fail(protocol: Any, code: int, reason: str) -> None:
+    """
+    Fail the WebSocket connection with C{code}, as Autobahn's parser does
+    for a protocol error (a close frame, or a drop with failByDrop).
+    """
+    protocol._fail_connection(code, reason)
 
 
 def traffic_seen(protocol: Any) -> None:
