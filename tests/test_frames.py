@@ -206,3 +206,113 @@ def test_ping_floods_get_the_latest_pong(count) -> None:
     pongs = [payload for _, payload in _server_frames(replies)]
     assert consumed == len(pings) and not need
     assert pongs == [b"%d" % i for i in range(PINGS_PER_READ)] + [b"%d" % (count - 1)]
+
+
+def _pair(takeover: bool = True):
+    """
+    A server's codec, and the client's compressor and decompressor to talk
+    to it (context takeover or not, as a browser or gorilla offers).
+    """
+    import zlib
+
+    from autobahn.websocket.compress_deflate import PerMessageDeflate
+
+    from wsecho.deflate import DeflateCodec
+
+    server = PerMessageDeflate(True, not takeover, not takeover, 13, 15, 6)
+    codec = DeflateCodec(server, LIMIT)
+
+    class Client:
+        def __init__(self) -> None:
+            self.compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+            self.decompressor = zlib.decompressobj(-13)
+
+        def frame(self, opcode: int, plain: bytes) -> bytes:
+            if not takeover:
+                self.compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+            data = self.compressor.compress(plain) + self.compressor.flush(
+                zlib.Z_SYNC_FLUSH
+            )
+            return _serialize(opcode, data[:-4], True, 4, True, b"\x01\x02\x03\x04")
+
+        def read(self, payload: bytes) -> bytes:
+            if not takeover:
+                self.decompressor = zlib.decompressobj(-13)
+            return self.decompressor.decompress(payload + b"\x00\x00\xff\xff")
+
+    return codec, Client()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([1, 2]), st.text(max_size=300).map(str.encode)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.booleans(),
+    st.data(),
+)
+def test_deflated_messages_are_echoed_compressed(messages, takeover, data) -> None:
+    """
+    With permessage-deflate, whole compressed messages (and uncompressed
+    ones) are inflated, echoed compressed, and read back by the client as
+    sent, in one read or cut across several, with or without context
+    takeover.
+    """
+    codec, client = _pair(takeover)
+    stream = b"".join(
+        client.frame(opcode, plain)
+        if data.draw(st.booleans()) or takeover
+        else _serialize(opcode, plain, True, 0, True, b"\x00\x00\x00\x00")
+        for opcode, plain in messages
+    )
+    echoed = []
+    low = 1
+    while stream:
+        cut = data.draw(st.integers(low, len(stream)))
+        replies, consumed, _, count = scan(stream[:cut], LIMIT, None, codec)
+        assert count == len(replies) // 2
+        assert codec.failure is None
+        for header, payload in zip(replies[::2], replies[1::2], strict=True):
+            assert header[0] & 0xF0 == 0xC0  # final, compressed
+            echoed.append((header[0] & 0x0F, client.read(payload)))
+        if consumed:
+            stream, low = stream[consumed:], 1
+        else:
+            # A cut text frame is Autobahn's; here, read on with more.
+            assert cut < len(stream)
+            low = cut + 1
+    assert echoed == messages
+
+
+@pytest.mark.parametrize("takeover", [True, False])
+def test_a_deflate_bomb_fails_with_1009(takeover) -> None:
+    """
+    A compressed message that inflates past the limit stops the scan with a
+    1009 for the caller to close with, before anything is echoed of it.
+    """
+    codec, client = _pair(takeover)
+    replies, consumed, _, _ = scan(
+        client.frame(1, b"ok") + client.frame(2, b"\x00" * (LIMIT + 1)),
+        LIMIT,
+        None,
+        codec,
+    )
+    assert len(replies) == 2 and consumed > 0
+    assert codec.failure == (1009, f"message over {LIMIT} bytes")
+
+
+@pytest.mark.parametrize("takeover", [True, False])
+def test_corrupt_and_invalid_text_fail_with_1007(takeover) -> None:
+    """
+    Compressed data zlib cannot read, and compressed text that is not
+    UTF-8, stop the scan with 1007.
+    """
+    codec, _ = _pair(takeover)
+    junk = _serialize(2, b"\xff\xff\xff\xff\xff", True, 4, True, b"\x00\x00\x00\x00")
+    assert scan(junk, LIMIT, None, codec)[1] == 0
+    assert codec.failure[0] == 1007
+    codec, client = _pair(takeover)
+    assert scan(client.frame(1, b"\xff\xfe"), LIMIT, None, codec)[1] == 0
+    assert codec.failure == (1007, "invalid UTF-8 in a text message")

@@ -15,9 +15,12 @@ from ._compat import (
     autobahn_reads,
     between_messages,
     can_send_now,
+    deflate_of,
+    fail,
     send_now,
     traffic_seen,
 )
+from .deflate import DeflateCodec
 from .frames import scan
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ class FastPath(_Base):
     _skip = 0
     # transport.write, or a write that sends at once (_compat.send_now).
     _write_echo: Any = None
+    # permessage-deflate, when the connection negotiated it.
+    _codec: DeflateCodec | None = None
 
     def start_fast_path(self, tally: Any) -> None:
         """
@@ -66,6 +71,12 @@ class FastPath(_Base):
             factory.max_message_size, factory.max_frame_size or factory.max_message_size
         )
 
+    def onOpen(self) -> None:
+        super().onOpen()
+        deflate = deflate_of(self)
+        if deflate is not None:
+            self._codec = DeflateCodec(deflate, self.factory.max_message_size)
+
     def stop_fast_path(self) -> None:
         """
         Let go of the frame waited for (the rest of it, still to come, is
@@ -74,6 +85,7 @@ class FastPath(_Base):
         if self._pending is not None:
             self._skip = max(0, self._need - self._pending_size)
             self._pending = None
+        self._codec = None
 
     def sendData(
         self, data: bytes, sync: bool = False, chopsize: int | None = None
@@ -144,7 +156,8 @@ class FastPath(_Base):
                 autobahn_reads(self, data)
             return
         began = time.perf_counter()
-        replies, at, need, count = scan(data, self._fast_limit, self._tally)
+        codec = self._codec
+        replies, at, need, count = scan(data, self._fast_limit, self._tally, codec)
         if replies:
             reply = b"".join(replies)
             self._write_echo(reply)
@@ -159,6 +172,13 @@ class FastPath(_Base):
         if at:
             self.trafficStats.incomingOctetsWireLevel += at
             traffic_seen(self)
+        if codec is not None:
+            self._count_deflate(codec)
+            if codec.failure is not None:
+                code, reason = codec.failure
+                codec.failure = None
+                fail(self, code, reason)
+                return
         if at < len(data):
             rest = data[at:] if at else data
             if need:
@@ -168,3 +188,14 @@ class FastPath(_Base):
                 self.hold(len(rest))
             else:
                 autobahn_reads(self, rest)
+
+    def _count_deflate(self, codec: DeflateCodec) -> None:
+        # What Autobahn counts of a compressed connection (for the
+        # compression ratio of wsecho_deflate_bytes_total).
+        stats = self.trafficStats
+        stats.incomingOctetsWebSocketLevel += codec.compressed_in
+        stats.incomingOctetsAppLevel += codec.plain_in
+        stats.outgoingOctetsWebSocketLevel += codec.compressed_out
+        stats.outgoingOctetsAppLevel += codec.plain_out
+        codec.compressed_in = codec.plain_in = 0
+        codec.compressed_out = codec.plain_out = 0

@@ -7,7 +7,7 @@ leaves where it stops, for Autobahn, which answers with the right close code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
     create_xor_masker,
@@ -18,6 +18,9 @@ FIN_TEXT = 0x81
 FIN_BINARY = 0x82
 FIN_PING = 0x89
 FIN_PONG = 0x8A
+# With permessage-deflate (RFC 7692): RSV1 marks a compressed message.
+FIN_TEXT_DEFLATED = 0xC1
+FIN_BINARY_DEFLATED = 0xC2
 
 # Up to this size a payload is unmasked with Python's integers: Autobahn's C
 # masker costs 3 us a call whatever the size, the integers 0.4 us at 32
@@ -65,13 +68,48 @@ def valid_utf8(payload: bytes) -> bool:
 Scan = tuple[list[bytes], int, int, int]
 
 
-def scan(data: bytes | bytearray, limit: int, tally: Any = None) -> Scan:
+class Codec(Protocol):
+    """
+    permessage-deflate for L{scan}, on a connection that negotiated it:
+    C{inflate} gives a message's payload, or L{None} when it cannot (too
+    big once inflated, or corrupt: C{failure} then says which, and the
+    caller fails the connection); C{deflate} compresses an echo. Both carry
+    the connection's compression context from one message to the next.
+    """
+
+    failure: tuple[int, str] | None
+    compressed_in: int
+    plain_in: int
+    compressed_out: int
+    plain_out: int
+
+    def inflate(self, payload: bytes) -> bytes | None: ...
+
+    def deflate(self, payload: bytes) -> bytes: ...
+
+
+def _header(first: int, length: int) -> bytes:
+    # A server frame's header: not masked, the length as short as it goes.
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
+
+
+def scan(
+    data: bytes | bytearray, limit: int, tally: Any = None, codec: Codec | None = None
+) -> Scan:
     """
     Answer the whole frames at the start of C{data}: unfragmented text and
     binary messages (echoed) of at most C{limit} bytes, pings (ponged) and
     pongs (read). Each is checked as Autobahn would: masking, RSV bits,
     opcode, minimal length, UTF-8. C{tally}, if given, counts each message
     echoed (L{wsecho.metrics.EchoTally.message}).
+
+    With a C{codec} (permessage-deflate), compressed messages (RSV1) are
+    inflated, and every echo is compressed; a message that cannot be
+    inflated stops the scan with the codec's C{failure} set.
 
     A text frame cut short is left to Autobahn (C{need} 0), which checks
     its UTF-8 as it arrives and fails an invalid one before the rest is
@@ -86,7 +124,14 @@ def scan(data: bytes | bytearray, limit: int, tally: Any = None) -> Scan:
     replies: list[bytes] = []
     while at < size:
         first = data[at]
-        if first == FIN_TEXT or first == FIN_BINARY:
+        if (
+            first == FIN_TEXT
+            or first == FIN_BINARY
+            or (
+                codec is not None
+                and (first == FIN_TEXT_DEFLATED or first == FIN_BINARY_DEFLATED)
+            )
+        ):
             if size - at < 2:
                 need = 2
                 break
@@ -118,7 +163,7 @@ def scan(data: bytes | bytearray, limit: int, tally: Any = None) -> Scan:
                 break  # Autobahn answers 1009
             end = start + length
             if end > size:
-                if first == FIN_BINARY:
+                if first == FIN_BINARY or first == FIN_BINARY_DEFLATED:
                     need = end - at
                 elif size < start:
                     need = start - at
@@ -128,6 +173,29 @@ def scan(data: bytes | bytearray, limit: int, tally: Any = None) -> Scan:
                 payload = unmask(memoryview(data)[start:end], mask)
             else:
                 payload = unmask(data[start:end], mask)
+            if codec is not None:
+                if first & 0x40:
+                    plain = codec.inflate(payload)
+                    if plain is None:
+                        break  # the codec says why: the connection fails
+                else:
+                    plain = payload
+                codec.compressed_in += length
+                if first & 0x0F == 1 and not valid_utf8(plain):
+                    if first & 0x40:
+                        # Inflated, the message is gone from the context:
+                        # Autobahn could not see it again.
+                        codec.failure = (1007, "invalid UTF-8 in a text message")
+                    break
+                codec.plain_in += len(plain)
+                echo = codec.deflate(plain)
+                replies.append(_header(0xC0 | (first & 0x0F), len(echo)))
+                replies.append(echo)
+                messages += 1
+                if tally is not None:
+                    tally.message(first & 0x0F == 2, len(plain))
+                at = end
+                continue
             if first == FIN_TEXT and not valid_utf8(payload):
                 break
             replies.append(header)
