@@ -15,7 +15,9 @@ Scenarios (see bench/run.py for the whole benchmark):
     S4  8 connections, 32 messages in flight each, 1 KiB text
     S5  2,000 opening and closing handshakes, 16 at a time
     S6  10,000 idle connections: the server's memory per connection
-    S7a, S7b  S2 and S3 with permessage-deflate offered
+    S7a, S7b  S2 and S3 with permessage-deflate offered as browsers do
+    S7c       S7a with gorilla/websocket's offer (no context takeover)
+    S7d, S7e  S7a and S7c with 1 KiB messages
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Scenario:
     in_flight: int = 1
     deflate: bool = False
     total: int = 0  # handshakes to make
+    gorilla: bool = False  # gorilla's deflate offer, not a browser's
 
 
 SCENARIOS = {
@@ -55,11 +58,18 @@ SCENARIOS = {
     "S6": Scenario("idle", connections=10_000),
     "S7a": Scenario("echo", connections=64, deflate=True),
     "S7b": Scenario("echo", connections=16, size=64 * 1024, binary=True, deflate=True),
+    "S7c": Scenario("echo", connections=64, deflate=True, gorilla=True),
+    "S7d": Scenario("echo", connections=64, size=1024, deflate=True),
+    "S7e": Scenario("echo", connections=64, size=1024, deflate=True, gorilla=True),
 }
 
 # Browsers offer this: context takeover both ways, the client's window
 # negotiable.
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+# gorilla/websocket's client offers (and needs) no context takeover.
+GORILLA_OFFER = (
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+)
 DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
@@ -226,7 +236,7 @@ class RawEchoer(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def connect(url: str, factory, deflate: bool = False):
+async def connect(url: str, factory, deflate: bool = False, offer: str = DEFLATE_OFFER):
     """
     Open a connection; return its listener, told whether the server
     accepted permessage-deflate.
@@ -237,7 +247,7 @@ async def connect(url: str, factory, deflate: bool = False):
             factory, parts.hostname, parts.port
         )
         return protocol
-    headers = {"Sec-WebSocket-Extensions": DEFLATE_OFFER} if deflate else None
+    headers = {"Sec-WebSocket-Extensions": offer} if deflate else None
 
     def make(request, response):
         listener = factory()
@@ -261,7 +271,10 @@ async def echo(url: str, scenario: Scenario, seconds: float) -> dict:
     for _ in range(scenario.connections):
         listeners.append(
             await connect(
-                url, lambda: kind(scenario, payload, stats, until), scenario.deflate
+                url,
+                lambda: kind(scenario, payload, stats, until),
+                scenario.deflate,
+                GORILLA_OFFER if scenario.gorilla else DEFLATE_OFFER,
             )
         )
     began = time.perf_counter()

@@ -45,6 +45,9 @@ FIGURES = {
     "S6": ("bytes_per_connection", "bytes per idle connection", False),
     "S7a": ("rate", "msg/s, S2 with deflate", True),
     "S7b": ("mb_per_s", "MB/s, S3 with deflate", True),
+    "S7c": ("rate", "msg/s, S7a with gorilla's offer", True),
+    "S7d": ("rate", "msg/s, S7a with 1 KiB", True),
+    "S7e": ("rate", "msg/s, S7c with 1 KiB", True),
 }
 ALL_SCENARIOS = list(FIGURES)
 
