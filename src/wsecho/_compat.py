@@ -119,10 +119,16 @@ class QuickOptions(_Base):
         if "options" in MISSING:
             super()._connectionMade()
             return
+        # The options the class does not set itself, read from the factory
+        # once (its options are set before it listens) and copied onto each
+        # new protocol in one update.
         factory = self.factory
-        for name in self.CONFIG_ATTRS:
-            if not hasattr(self, name):
-                setattr(self, name, getattr(factory, name))
+        options = factory.__dict__.get("_wsecho_options")
+        if options is None or options[0] is not type(self):
+            names = [n for n in self.CONFIG_ATTRS if not hasattr(type(self), n)]
+            options = (type(self), {n: getattr(factory, n) for n in names})
+            factory._wsecho_options = options
+        self.__dict__.update(options[1])
         this: Any = self
         this.CONFIG_ATTRS = ()
         try:
