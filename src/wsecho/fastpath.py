@@ -1,8 +1,9 @@
 """
 The fast path of the echo: the whole single-frame messages of a read are
 echoed by L{wsecho.frames.scan} and written at once, without Autobahn's frame
-objects; anything else (fragments, deflate, a frame over the limit, a
-protocol error) goes to Autobahn's parser, which answers it as it would.
+objects (compressed ones too, with permessage-deflate); anything else
+(fragments, a frame over the limit, a protocol error) goes to Autobahn's
+parser, which answers it as it would.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ class FastPath(_Base):
         Most messages are a single frame, and Autobahn's frame machinery (a
         header object, a masker object, a UTF-8 validator object, eight
         callbacks and their debug logging) costs a 32-byte echo two thirds
-        of its time. The fast path runs on an open connection without
-        permessage-deflate, between messages, unless the class turns it off
+        of its time. The fast path runs on an open connection, between
+        messages (with permessage-deflate too), unless the class turns it off
         (C{fast_path}: --verbose, or an Autobahn that L{wsecho._compat}
         does not know).
 
