@@ -74,7 +74,6 @@ def _missing() -> list[str]:
 MISSING = _missing()
 FAST_FRAMES = "frames" not in MISSING
 TCP_BUFFERS = "tcp" not in MISSING
-HTTP_CHANNEL = "http" not in MISSING
 TLS_RELOAD = "tls" not in MISSING
 
 

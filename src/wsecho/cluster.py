@@ -135,8 +135,6 @@ class ParentLink(_Lines):
     A worker's side: it asks for slots and scrapes, and answers snapshots.
     """
 
-    _log = Logger()
-
     def __init__(self, registry: Callable[[], CollectorRegistry | None]) -> None:
         self._registry = registry
         self._asked: dict[int, Deferred[Any]] = {}
@@ -187,8 +185,6 @@ class Coordinator:
     its workers' metrics.
     """
 
-    _log = Logger()
-
     def __init__(
         self,
         max_connections: int,
@@ -218,12 +214,8 @@ class Coordinator:
         """
         if self.workers.get(number) is side:
             del self.workers[number]
-        for client, count in side.held.items():
-            self.total -= count
-            self.per_address[client] -= count
-            if self.per_address[client] <= 0:
-                del self.per_address[client]
-        side.held.clear()
+        for client, count in list(side.held.items()):
+            self._release(side, client, count)
         if side.last:
             self._bank.append(banked(side.last))
 
@@ -238,15 +230,15 @@ class Coordinator:
         return None
 
     def give(self, side: WorkerSide, client: str) -> None:
-        if side.held[client] <= 0:
-            return
-        side.held[client] -= 1
-        if not side.held[client]:
-            del side.held[client]
-        self.total -= 1
-        self.per_address[client] -= 1
-        if self.per_address[client] <= 0:
-            del self.per_address[client]
+        if side.held[client] > 0:
+            self._release(side, client, 1)
+
+    def _release(self, side: WorkerSide, client: str, count: int) -> None:
+        for counts in (side.held, self.per_address):
+            counts[client] -= count
+            if counts[client] <= 0:
+                del counts[client]
+        self.total -= count
 
     def scrape(self) -> Deferred[Snapshot]:
         """

@@ -352,9 +352,10 @@ class Options(usage.Options):
 
 
 def version_line() -> str:
+    info = build_info()
     return (
-        f"wsecho {__version__} (Python {build_info()['python']}, Twisted "
-        f"{build_info()['twisted']}, Autobahn {build_info()['autobahn']})"
+        f"wsecho {info['version']} (Python {info['python']}, Twisted "
+        f"{info['twisted']}, Autobahn {info['autobahn']})"
     )
 
 
