@@ -86,8 +86,8 @@ class EchoServerFactory(WebSocketServerFactory):
 
     def would_exceed(self, address: str) -> str | None:
         """
-        Why a new connection from C{address} would pass a connection limit,
-        or L{None} if it may go ahead.
+        Why a new connection from C{address} would pass this process's
+        connection limits, or L{None} if it may go ahead.
         """
         if self.max_connections and len(self.slots) >= self.max_connections:
             return "too many connections"
@@ -95,6 +95,24 @@ class EchoServerFactory(WebSocketServerFactory):
         if per_ip and self.per_address[address] >= per_ip:
             return "too many connections from this address"
         return None
+
+    def take_slot(self, address: str) -> Deferred[str | None]:
+        """
+        A connection slot for C{address}: fires with L{None}, or with why
+        not. With --workers the parent decides, for the whole daemon (and
+        the slot is its until L{closed} or L{untake}); alone, this process
+        does, at once (the slot is counted when the protocol connects).
+        """
+        if self.link is not None:
+            return cast("Deferred[str | None]", self.link.take(address))
+        return succeed(self.would_exceed(address))
+
+    def untake(self, address: str) -> None:
+        """
+        A slot taken for C{address} goes unused (the client left first).
+        """
+        if self.link is not None:
+            self.link.give(address)
 
     def connected(self, protocol: EchoServerProtocol) -> None:
         self.connections.add(protocol)

@@ -113,11 +113,6 @@ class EchoResource(Resource):
         if self._echo.draining:
             self._echo.metrics.refusals.labels("shutting_down").inc()
             return self._unavailable(request, client, "shutting down")
-        link = self._echo.link
-        if link is None:
-            limit = self._echo.would_exceed(client)
-            if limit is not None:
-                return self._over_limit(request, client, limit)
         offers = request.requestHeaders.getRawHeaders(b"sec-websocket-extensions")
         if offers:
             # Declined, not refused: see wsecho.deflate.acceptable_offers.
@@ -128,44 +123,47 @@ class EchoResource(Resource):
                 request.requestHeaders.setRawHeaders(
                     b"sec-websocket-extensions", [kept.encode("latin-1")]
                 )
-        if link is not None:
-            return self._upgrade_with_a_slot(request, client, link)
-        return self._upgrade(request, client)
+        return self._upgrade_with_a_slot(request, client)
 
-    def _over_limit(self, request: server.Request, client: str, limit: str) -> bytes:
-        self._echo.metrics.refusals.labels(limit.replace(" ", "_")).inc()
-        return self._unavailable(request, client, limit)
-
-    def _upgrade_with_a_slot(
-        self, request: server.Request, client: str, link: Any
-    ) -> int:
+    def _upgrade_with_a_slot(self, request: server.Request, client: str) -> int:
         """
-        With --workers: upgrade once the parent, which counts every worker's
-        connections, has given a slot (or answer 503 if it has none).
+        Upgrade once the connection limits give a slot (at once, or with
+        --workers when the parent, which counts every worker's connections,
+        answers), or answer 503.
         """
+        taken = self._echo.take_slot(client)
         lost: list[object] = []
-        request.notifyFinish().addErrback(lost.append)
+        if not taken.called:
+            # The client may leave while the parent answers.
+            request.notifyFinish().addErrback(lost.append)
 
         def answered(refusal: str | None) -> None:
             if lost:
                 if refusal is None:
-                    link.give(client)
+                    self._echo.untake(client)
                 return
-            if refusal is not None:
-                request.write(self._over_limit(request, client, refusal))
-                request.finish()
+            if refusal is None:
+                self._upgrade(request, client)
                 return
-            self._upgrade(request, client)
+            self._echo.metrics.refusals.labels(refusal.replace(" ", "_")).inc()
+            self._answer(request, self._unavailable(request, client, refusal))
 
         def failed(reason: object) -> None:
             if not lost:
-                request.write(self._unavailable(request, client, "shutting down"))
-                request.finish()
+                self._answer(
+                    request, self._unavailable(request, client, "shutting down")
+                )
 
-        link.take(client).addCallbacks(answered, failed)
+        taken.addCallbacks(answered, failed)
         return NOT_DONE_YET
 
-    def _upgrade(self, request: server.Request, client: str) -> int:
+    @staticmethod
+    def _answer(request: server.Request, body: bytes) -> None:
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+
+    def _upgrade(self, request: server.Request, client: str) -> None:
         """
         Hand the connection to a new echo protocol, with the client's
         address decided here, and the upgrade request as its first bytes.
@@ -190,7 +188,6 @@ class EchoResource(Resource):
         early = read_ahead(channel)
         if early:
             protocol.dataReceived(early)
-        return NOT_DONE_YET
 
     def _unavailable(self, request: server.Request, client: str, reason: str) -> bytes:
         request.setHeader(b"Retry-After", b"5")
