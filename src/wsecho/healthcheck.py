@@ -4,10 +4,10 @@ environment answers C{/readyz} with 200, 1 otherwise; for a container's
 health check (C{deploy/Dockerfile}), which runs with the container's
 environment.
 
-It finds the daemon as the daemon itself would: the first C{WSECHO_LISTEN}
-description (C{tcp:}, C{ssl:} or C{unix:}), or else C{WSECHO_PORT} and
-C{WSECHO_INTERFACE}; an address that listens on every interface is checked
-on loopback.
+It finds the daemon as the daemon itself does, with its own options read
+from the environment: its first listener (C{WSECHO_LISTEN}, C{tcp:},
+C{ssl:} or C{unix:}, or else C{WSECHO_PORT} and C{WSECHO_INTERFACE}); an
+address that listens on every interface is checked on loopback.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from twisted.python.usage import UsageError
 
-from .tap import DEFAULT_INTERFACE, DEFAULT_PORT
+from .tap import Options
 
 TIMEOUT = 3.0
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -65,19 +65,17 @@ def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     """
     An HTTP connection (not yet open) to the daemon C{environ} configures.
     """
-    listen = environ.get("WSECHO_LISTEN", "").split()
-    if listen:
-        kind, positional, keywords = _fields(listen[0])
-        if kind == "unix":
-            return _UnixConnection(keywords.get("address") or positional[0])
-        if kind not in ("tcp", "ssl"):
-            raise UsageError(f"WSECHO_LISTEN {listen[0]!r}: not tcp:, ssl: or unix:")
-        port = int(keywords.get("port") or positional[0])
-        interface = keywords.get("interface", "")
-    else:
-        kind = "tcp"
-        port = int(environ.get("WSECHO_PORT", DEFAULT_PORT))
-        interface = environ.get("WSECHO_INTERFACE", DEFAULT_INTERFACE)
+    # Where the daemon's own options say it listens (its first listener).
+    options = Options(environ=environ, check_listen=False)
+    options.parseOptions([])
+    listen = options["listen"][0]
+    kind, positional, keywords = _fields(listen)
+    if kind == "unix":
+        return _UnixConnection(keywords.get("address") or positional[0])
+    if kind not in ("tcp", "ssl"):
+        raise UsageError(f"{listen!r}: not tcp:, ssl: or unix:")
+    port = int(keywords.get("port") or positional[0])
+    interface = keywords.get("interface", "")
     host = _ANY.get(interface, interface)
     if kind == "ssl":
         # Whether the certificate is good is not this check's question.
