@@ -100,6 +100,15 @@ def allow_close_code(code: int) -> None:
         allowed.append(code)
 
 
+def close_code_allowed(code: int) -> bool:
+    """
+    Whether a peer may close with C{code} below 3000 (the registered
+    codes), by the table Autobahn checks: RFC 6455's list and ours.
+    """
+    allowed = getattr(WebSocketProtocol, "CLOSE_STATUS_CODES_ALLOWED", ())
+    return code in allowed
+
+
 if TYPE_CHECKING:
     _Base = WebSocketServerProtocol
 else:

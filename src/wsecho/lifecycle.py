@@ -15,10 +15,29 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._compat import forget_parser
+from ._compat import close_code_allowed, fail, forget_parser
 from .logs import printable
 
 GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
+INVALID_PAYLOAD = 1007
+
+
+def close_frame_error(code: int | None, reason: bytes | None) -> tuple[int, str] | None:
+    """
+    What is wrong with a received close frame (RFC 6455 7.4.1 and 5.5.1):
+    the close code to fail the connection with and why, or L{None}.
+    """
+    if code is not None and (
+        code < 1000 or code >= 5000 or (code < 3000 and not close_code_allowed(code))
+    ):
+        return PROTOCOL_ERROR, f"invalid close code {code}"
+    try:
+        (reason or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return INVALID_PAYLOAD, "invalid close reason (non-UTF8 payload)"
+    return None
+
 
 if TYPE_CHECKING:
     from .backpressure import Backpressure
@@ -67,6 +86,24 @@ class Lifecycle(_Base):
             self.sendCloseFrame(code=code, reasonUtf8=reason, isReply=False)
         elif self.state == self.STATE_CONNECTING:
             self.dropConnection(abort=True)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        """
+        A close frame that opens a closing handshake with a bad code or
+        reason fails the connection, and the TCP connection is closed in
+        order once our close frame is written. Autobahn would take the bad
+        frame for the answer to its own close frame and abort: the client,
+        writing its answer, would meet a reset instead.
+        """
+        if self.state == self.STATE_OPEN:
+            error = close_frame_error(code, reasonRaw)
+            if error is not None:
+                fail(self, *error)
+                self.dropConnection(abort=False)
+                return True
+        # Autobahn's annotations say int and bytes; it passes None for a
+        # close frame without a code.
+        return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
 
     def described(self) -> dict[str, Any]:
         """
