@@ -170,9 +170,10 @@ def test_frame_abuse(run, data: bytes, code) -> None:
 )
 def test_bad_close_frame(run, payload: bytes, code: int) -> None:
     """
-    A close frame with a bad code or reason gets the right close code, and
-    then an orderly end of the TCP connection, not a reset that could
-    overtake it; the client's close frame in answer is taken.
+    A close frame with a bad code or reason gets the right close code, then
+    an orderly end of the TCP connection, not a reset: the client can still
+    write its close frame in answer. The close line says the server failed
+    the connection, with that code.
     """
     daemon = run()
     with RawClient(daemon.port) as client:
@@ -180,6 +181,8 @@ def test_bad_close_frame(run, payload: bytes, code: int) -> None:
         assert client.close_code() == code
         assert client.sock.recv(1) == b""  # a reset raises ConnectionResetError
         client.send(frame(8, code.to_bytes(2, "big")))
+    line = daemon.wait_for("reason='invalid close ")
+    assert f" code={code} " in line and " clean=False closed_by=server " in line
     assert_echoes(daemon.port)
 
 

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._compat import close_code_allowed, fail, forget_parser
+from .frames import valid_utf8
 from .logs import printable
 
 GOING_AWAY = 1001
@@ -32,9 +33,7 @@ def close_frame_error(code: int | None, reason: bytes | None) -> tuple[int, str]
         code < 1000 or code >= 5000 or (code < 3000 and not close_code_allowed(code))
     ):
         return PROTOCOL_ERROR, f"invalid close code {code}"
-    try:
-        (reason or b"").decode("utf-8")
-    except UnicodeDecodeError:
+    if reason and not valid_utf8(reason):
         return INVALID_PAYLOAD, "invalid close reason (non-UTF8 payload)"
     return None
 
