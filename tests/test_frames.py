@@ -246,7 +246,11 @@ def _pair(takeover: bool = True):
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from([1, 2]), st.text(max_size=300).map(str.encode)),
+        st.tuples(
+            st.sampled_from([1, 2]),
+            # Within the limit once encoded: 300 characters can be 1,200 bytes.
+            st.text(max_size=LIMIT).map(str.encode).filter(lambda b: len(b) <= LIMIT),
+        ),
         min_size=1,
         max_size=12,
     ),
