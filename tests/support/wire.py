@@ -127,6 +127,16 @@ class RawClient:
                 return int.from_bytes(payload[:2], "big") if payload else 1005
         return None
 
+    def ended_in_order(self) -> bool:
+        """
+        Whether the server, once done, ends the TCP connection in order
+        (what it sent is all read, then the end) rather than resetting it.
+        """
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return False
+
     def close(self) -> None:
         # shutdown() first: it also wakes a thread blocked reading, which a
         # bare close() would leave holding the connection open.
