@@ -7,8 +7,8 @@ L{changed} is run once at start-up (L{wsecho.service.EchoService}): where
 a release has renamed or dropped one of these names, it says which, one
 warning is logged, and wsecho takes the public path instead: Twisted's
 C{write} and no write-buffer figure, Autobahn's own frame parser, no
-option-copying shortcut, twisted.web's own pipelining and TLS files read
-only at start-up.
+option-copying shortcut, twisted.web's own pipelining, TLS files read only
+at start-up, and a twisted.web request for every upgrade.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet import endpoints
 from twisted.internet.abstract import FileDescriptor
@@ -65,6 +66,8 @@ def _missing() -> list[str]:
             EPollReactor.doPoll, "callWithLogger", "_doReadOrWrite", "_selectables"
         )
         and _uses(EPollReactor.__init__, "_poller", "_selectables"),
+        # Autobahn's HTTP head parser (parse_head), documented as internal.
+        "handshake": callable(getattr(autobahn_protocol, "parseHttpHeader", None)),
         # The TLS endpoint's context factory (ReloadableTLS).
         "tls": _uses(endpoints.SSL4ServerEndpoint.__init__, "_sslContextFactory"),
     }
@@ -199,18 +202,12 @@ def between_messages(protocol: Any) -> bool:
 
 
 def deflate_of(protocol: Any) -> Any:
-    """
-    The connection's permessage-deflate (Autobahn's C{PerMessageDeflate},
-    whose methods are public), or L{None}.
-    """
+    # The connection's PerMessageDeflate (its methods are public), or None.
     return protocol._perMessageCompress
 
 
 def fail(protocol: Any, code: int, reason: str) -> None:
-    """
-    Fail the WebSocket connection with C{code}, as Autobahn's parser does
-    for a protocol error (a close frame, or a drop with failByDrop).
-    """
+    # Fail the connection with code, as Autobahn's parser does for an error.
     protocol._fail_connection(code, reason)
 
 
@@ -232,6 +229,13 @@ def forget_parser(protocol: Any) -> None:
     protocol.message_data = []
     protocol.frame_data = []
     protocol._perMessageCompress = None
+
+
+# Autobahn's parser of a request's head, for the upgrade it answers at once
+# (wsecho.web.EchoResource.upgrade_at_once): strict (ValueError for what it
+# refuses), and the same parse as Autobahn's handshake. It gives the request
+# line, the headers by lower-case name, and how many times each came.
+parse_head = None if "handshake" in MISSING else autobahn_protocol.parseHttpHeader
 
 
 # --- Twisted -----------------------------------------------------------------
@@ -337,9 +341,8 @@ def take_over(channel: Any, protocol: Any) -> None:
 
 def read_ahead(channel: Any) -> bytes:
     """
-    What twisted.web's C{HTTPChannel} read past the request it is serving
-    (C{_dataBuffer}: pipelined data, here a WebSocket client's first frames),
-    taken from it.
+    What twisted.web's C{HTTPChannel} read past the request it serves
+    (C{_dataBuffer}: a WebSocket client's first frames), taken from it.
     """
     buffered = getattr(channel, "_dataBuffer", None)
     if not buffered:
@@ -382,18 +385,12 @@ def poll_without_log_context(reactor: Any) -> bool:
 
 
 def tls_context(endpoint: Any) -> Any:
-    """
-    The context factory of a TLS server endpoint (C{ssl:}), which twisted
-    keeps as C{_sslContextFactory}; L{None} where it does not.
-    """
+    # A TLS server endpoint's context factory; None where it has none.
     return getattr(endpoint, "_sslContextFactory", None)
 
 
 def set_tls_context(endpoint: Any, factory: Any) -> bool:
-    """
-    Make a TLS server endpoint use C{factory} (L{wsecho.tls.ReloadableTLS});
-    L{False} where it cannot.
-    """
+    # Make a TLS server endpoint use factory (ReloadableTLS); False if not.
     if not TLS_RELOAD or not hasattr(endpoint, "_sslContextFactory"):
         return False
     endpoint._sslContextFactory = factory

@@ -7,6 +7,7 @@ its access log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -175,6 +176,14 @@ class Channel(http.HTTPChannel):
             self.site.echo_factory.metrics.refusals.labels("bad_handshake").inc()
             self._answer_and_close(b"400 Bad Request")
             return
+        if not self._received and self.site.upgrade_at_once is not None:
+            self._received = True
+            # A whole upgrade request in the connection's first read (as
+            # every client sends it) is handed to Autobahn as read, without
+            # twisted.web's request; anything else is twisted.web's.
+            if self.site.upgrade_at_once(self, data):
+                self._disarm()
+                return
         self._received = True
         super().dataReceived(data)
         # Needed only for the bytes read with the upgrade request; kept, it
@@ -244,6 +253,9 @@ class Site(server.Site):
 
     requestFactory = Request
     protocol = Channel  # type: ignore[assignment]
+    # Takes a channel's first read if it is a whole upgrade request it can
+    # answer at once (wsecho.web.EchoResource.upgrade_at_once).
+    upgrade_at_once: Callable[[Channel, bytes], bool] | None = None
     # No "Starting factory <wsecho.web.Site object at 0x...>" lines.
     noisy = False
     _log = Logger()

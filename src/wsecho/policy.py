@@ -183,6 +183,13 @@ class ProxyTrust:
             v.decode("latin-1")
             for v in request.requestHeaders.getRawHeaders(self.header.encode(), [])
         ]
+        return self.client_of(peer, values)
+
+    def client_of(self, peer: str, values: Sequence[str]) -> str:
+        """
+        The client that came from C{peer} with the forwarded header
+        C{values}.
+        """
         chain = _forwarded_for(values, self.header)
         if self.hops:
             if len(chain) < self.hops:

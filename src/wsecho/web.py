@@ -13,7 +13,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._compat import read_ahead, take_over
+from ._compat import parse_head, read_ahead, take_over
 from .channel import Channel, Site, access_log
 from .config import EchoSettings
 from .connections import EchoServerFactory
@@ -124,6 +124,62 @@ class EchoResource(Resource):
                     b"sec-websocket-extensions", [kept.encode("latin-1")]
                 )
         return self._upgrade_with_a_slot(request, client)
+
+    def upgrade_at_once(self, channel: Channel, data: bytes) -> bool:
+        """
+        Upgrade C{channel} if C{data}, its first read, holds a whole upgrade
+        request to C{/socket} that passes every check of L{render} (and the
+        connection limits, when this process decides them): Autobahn is
+        given the request as read, without a twisted.web request built for
+        it first and the request written out again for Autobahn to parse.
+        L{False}, and nothing done: twisted.web reads C{data}, and
+        L{render} answers, refusals included.
+        """
+        end = data.find(b"\r\n\r\n") + 4
+        if end < 4 or end > channel.totalHeadersSize or parse_head is None:
+            return False
+        line = data[: data.find(b"\r\n")].split(b" ")
+        if len(line) != 3:
+            return False
+        method, target, version = line
+        if (
+            method != b"GET"
+            or version != b"HTTP/1.1"
+            or (target != b"/socket" and not target.startswith(b"/socket?"))
+            or self._echo.draining
+            or self._echo.link is not None  # the parent gives the slots
+        ):
+            return False
+        try:
+            _, headers, counts = parse_head(data[:end])
+        except ValueError:
+            return False
+        if (
+            # Repeated, a header is joined for Autobahn by render.
+            len(counts) != sum(counts.values())
+            or len(counts) > channel.maxHeaders
+            or "websocket" not in headers.get("upgrade", "").lower()
+            or "content-length" in headers
+            or "transfer-encoding" in headers
+            or not self._origins.allows(headers.get("origin"), headers.get("host"))
+        ):
+            return False
+        offers = headers.get("sec-websocket-extensions")
+        if offers is not None and acceptable_offers([offers]) != offers:
+            return False  # render declines the offers Autobahn would refuse
+        assert channel.transport is not None
+        peer = channel.transport.getPeer()
+        client = getattr(peer, "host", None) or str(peer)
+        if self._proxies is not None:
+            forwarded = headers.get(self._proxies.header)
+            client = self._proxies.client_of(client, [forwarded] if forwarded else [])
+        if self._echo.would_exceed(client) is not None:
+            return False
+        protocol = self._echo.buildProtocol(peer)
+        protocol.client_address = client
+        take_over(channel, protocol)
+        protocol.dataReceived(data)
+        return True
 
     def _upgrade_with_a_slot(self, request: server.Request, client: str) -> int:
         """
@@ -247,12 +303,10 @@ def make_site(settings: EchoSettings) -> Site:
     """
     factory = make_factory(settings)
     root = Root()
-    root.putChild(
-        b"socket",
-        EchoResource(
-            factory, OriginPolicy(settings.allowed_origins), settings.trusted_proxies
-        ),
+    echo = EchoResource(
+        factory, OriginPolicy(settings.allowed_origins), settings.trusted_proxies
     )
+    root.putChild(b"socket", echo)
     if settings.metrics:
         root.putChild(b"metrics", MetricsResource(factory.metrics, factory))
     root.putChild(b"healthz", Health(factory, readiness=False))
@@ -264,7 +318,7 @@ def make_site(settings: EchoSettings) -> Site:
     options: dict[str, Any] = {}
     if settings.trusted_proxies is not None:
         options["logFormatter"] = access_log(settings.trusted_proxies)
-    return Site(
+    site = Site(
         root,
         factory,
         request_deadline=deadline,
@@ -273,3 +327,5 @@ def make_site(settings: EchoSettings) -> Site:
         timeout=None,
         **options,
     )
+    site.upgrade_at_once = echo.upgrade_at_once
+    return site

@@ -1,0 +1,228 @@
+"""
+The upgrade answered at once (L{wsecho.web.EchoResource.upgrade_at_once}):
+a whole upgrade request in a connection's first read goes to Autobahn as
+read, and is answered exactly as twisted.web's request path answers it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from support.wire import KEY, frame, upgrade
+from wsecho.config import EchoSettings
+from wsecho.policy import ProxyTrust
+from wsecho.web import make_site
+
+PEER = IPv4Address("TCP", "127.0.0.1", 5555)
+HOST = IPv4Address("TCP", "127.0.0.1", 8181)
+HELLO = frame(1, b"Hello, world!", mask=b"\x01\x02\x03\x04")
+
+SETTINGS = [
+    EchoSettings(),
+    EchoSettings(allowed_origins=("https://*.example",), subprotocols=("chat",)),
+    EchoSettings(trusted_proxies=ProxyTrust(hops=1), compression=False),
+]
+
+_FIELDS = {
+    "Host": ["127.0.0.1:8181", "ws.test", None],
+    "Upgrade": ["websocket", "WebSocket", "h2c", None],
+    "Connection": ["Upgrade", "keep-alive, Upgrade", "close"],
+    "Sec-WebSocket-Key": [KEY, "c2hvcnQ=", None],
+    "Sec-WebSocket-Version": ["13", "8", None],
+    "Origin": [
+        None,
+        "http://127.0.0.1:8181",
+        "https://evil.example",
+        "https://other.test",
+        "null",
+        "http://[oops",
+    ],
+    "Sec-WebSocket-Extensions": [
+        None,
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "permessage-deflate; server_max_window_bits=7",
+        "permessage-deflate; bogus=1, permessage-deflate",
+        "x-webkit-deflate-frame",
+        "",
+    ],
+    "Sec-WebSocket-Protocol": [None, "chat, superchat", "superchat"],
+    "X-Forwarded-For": [None, "203.0.113.7", "198.51.100.1, 203.0.113.7"],
+    "Content-Length": [None, "0", "5"],
+}
+
+
+@st.composite
+def requests(draw: Any) -> bytes:
+    """
+    Upgrade requests, valid but for one or two of their parts, each of which
+    may make it one the server refuses or answers differently.
+    """
+    varied = draw(st.sets(st.sampled_from(["line", "dup", *_FIELDS]), max_size=2))
+    method, target, version = "GET", "/socket", "HTTP/1.1"
+    if "line" in varied:
+        method = draw(st.sampled_from(["GET", "HEAD", "POST"]))
+        target = draw(st.sampled_from(["/socket", "/socket?x=1", "/socket/x", "/"]))
+        version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0"]))
+    lines = [f"{method} {target} {version}"]
+    for name, values in _FIELDS.items():
+        value = draw(st.sampled_from(values)) if name in varied else values[0]
+        if value is not None:
+            lines.append(f"{name}: {value}")
+    if "dup" in varied:
+        # A header sent twice: twisted.web joins it for Autobahn.
+        lines.append(draw(st.sampled_from(lines[1:] or ["Host: ws.test"])))
+    tail = draw(st.sampled_from([b"", HELLO, HELLO + HELLO]))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + tail
+
+
+def answer(site: Any, reads: list[bytes]) -> tuple[bytes, int, Any]:
+    """
+    What C{site} writes back to a connection that sends C{reads}, with no
+    Date header (it names the second); how many twisted.web requests were
+    built for it; and the protocol it ends with (the echo's, if upgraded).
+    """
+    built = []
+
+    class Counted(site.requestFactory):  # type: ignore[misc, name-defined]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            built.append(self)
+            super().__init__(*args, **kwargs)
+
+    site.requestFactory = Counted
+    channel = site.buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    transport.protocol = channel  # where the echo takes the connection over
+    channel.makeConnection(transport)
+    for data in reads:
+        transport.protocol.dataReceived(data)
+    written = re.sub(rb"\r\nDate: [^\r]*", b"", transport.value())
+    protocol = transport.protocol
+    protocol.connectionLost(Failure(ConnectionDone()))
+    return written, len(built), protocol
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(request=requests(), configured=st.sampled_from(SETTINGS))
+def test_answered_at_once_as_twisted_web_answers(
+    request: bytes, configured: EchoSettings
+) -> None:
+    """
+    An upgrade request in one read is answered as it is when it comes in
+    two (which twisted.web reads): the same status, headers and body, the
+    same echoes of the frames sent with it, and the same client address.
+    """
+    head = request.index(b"\r\n\r\n") + 3
+    whole, _, at_once = answer(make_site(configured), [request])
+    split, built, by_twisted_web = answer(
+        make_site(configured), [request[:head], request[head:]]
+    )
+    assert whole == split
+    assert built == 1
+    assert getattr(at_once, "client_address", None) == getattr(
+        by_twisted_web, "client_address", None
+    )
+
+
+def test_whole_upgrade_needs_no_twisted_web_request() -> None:
+    """
+    A whole upgrade request in the first read is upgraded without a
+    twisted.web request, its early frames echoed; in two reads, twisted.web
+    reads it, to the same answer.
+    """
+    request = (
+        b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1:8181\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + KEY.encode() + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n" + HELLO
+    )
+    whole, built, _ = answer(make_site(EchoSettings()), [request])
+    assert whole.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert whole.endswith(b"\r\n\r\n\x81\x0dHello, world!")
+    assert built == 0
+    split, built, _ = answer(make_site(EchoSettings()), [request[:20], request[20:]])
+    assert split == whole
+    assert built == 1
+
+
+def _draining(site: Any) -> Any:
+    site.echo_factory.drain(5, Clock())
+    return None
+
+
+def _full(site: Any) -> Any:
+    # One connection, upgraded and left open, takes the one place.
+    channel = site.buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    transport.protocol = channel
+    channel.makeConnection(transport)
+    channel.dataReceived(upgrade("127.0.0.1:8181"))
+    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    return transport.protocol
+
+
+@pytest.mark.parametrize(
+    "configured, before, refusal",
+    [
+        (EchoSettings(), _draining, b"Not now: shutting down."),
+        (EchoSettings(max_connections=1), _full, b"Not now: too many connections."),
+        (
+            EchoSettings(max_connections_per_ip=1),
+            _full,
+            b"Not now: too many connections from this address.",
+        ),
+    ],
+)
+def test_refused_at_once_as_by_twisted_web(
+    configured: EchoSettings, before: Any, refusal: bytes
+) -> None:
+    """
+    A whole upgrade request to a daemon that is shutting down, or that is
+    at a connection limit, gets the 503 that twisted.web's path gives.
+    """
+    request = upgrade("127.0.0.1:8181") + HELLO
+    answers = []
+    for reads in ([request], [request[:20], request[20:]]):
+        site = make_site(configured)
+        held = before(site)
+        answers.append(answer(site, reads)[0])
+        if held is not None:
+            held.connectionLost(Failure(ConnectionDone()))
+    assert answers[0] == answers[1]
+    assert answers[0].startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert answers[0].endswith(b"\r\n\r\n" + refusal + b"\n")
+
+
+def test_without_autobahns_parser_twisted_web_reads_every_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    Where Autobahn no longer has the head parser that the upgrade at once
+    uses, C{_compat} says so, and every request is twisted.web's, answered
+    as before.
+    """
+    from autobahn.websocket import protocol
+
+    from wsecho import _compat, web
+
+    monkeypatch.delattr(protocol, "parseHttpHeader")
+    assert _compat._missing() == ["handshake"]
+    request = upgrade("127.0.0.1:8181") + HELLO
+    before = answer(make_site(EchoSettings()), [request])[0]
+    monkeypatch.setattr(web, "parse_head", None)
+    written, built, _ = answer(make_site(EchoSettings()), [request])
+    assert (written, built) == (before, 1)
