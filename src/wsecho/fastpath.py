@@ -8,7 +8,8 @@ parser, which answers it as it would.
 
 from __future__ import annotations
 
-import time
+from functools import partial
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ._compat import (
@@ -62,7 +63,7 @@ class FastPath(_Base):
         """
         transport: Any = self.transport
         if can_send_now(transport):
-            self._write_echo = lambda data: send_now(transport, data)
+            self._write_echo = partial(send_now, transport)
         else:
             self._write_echo = transport.write
         self._tally = tally
@@ -156,7 +157,7 @@ class FastPath(_Base):
                 # Closed, Autobahn would keep what comes for ever.
                 autobahn_reads(self, data)
             return
-        began = time.perf_counter()
+        began = perf_counter()
         codec = self._codec
         replies, at, need, count = scan(data, self._fast_limit, self._tally, codec)
         if replies:
@@ -169,7 +170,7 @@ class FastPath(_Base):
             stats.outgoingOctetsWireLevel += len(reply)
             stats.outgoingWebSocketMessages += count
             if self._tally is not None and count:
-                self._tally.latency(time.perf_counter() - began, count)
+                self._tally.latency(perf_counter() - began, count)
         if at:
             self.trafficStats.incomingOctetsWireLevel += at
             traffic_seen(self)

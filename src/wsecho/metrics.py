@@ -53,8 +53,11 @@ def build_info() -> dict[str, str]:
     }
 
 
-# Bisected with bisect_left: a bucket counts what is <= its bound.
-SIZE_BUCKETS = tuple(float(4**n) for n in range(3, 13))  # 64 B to 16 MiB
+# A bucket counts what is <= its bound. The size buckets are powers of two
+# (64 B to 16 MiB), so a size is counted in the bin of its bit length (see
+# EchoTally.message); the latency ones are bisected.
+SIZE_BUCKETS = tuple(float(4**n) for n in range(3, 13))
+SIZE_BINS = 64
 LATENCY_BUCKETS = (
     0.00001,
     0.000025,
@@ -88,17 +91,35 @@ class EchoTally:
 
     def __init__(self) -> None:
         # Indexed by isBinary: 0 text, 1 binary.
-        self.messages = [0, 0]
         self.bytes = [0, 0]
-        # One count per bucket (the last one: past the largest bound).
-        self.sizes = [[0] * (len(SIZE_BUCKETS) + 1) for _ in self.KINDS]
+        # Messages by the bit length of their size less one: bin b holds the
+        # sizes over 2**(b-1) and up to 2**b (bin 0 and 1: 0 to 2 bytes).
+        # The messages echoed are their sum.
+        self.bins = [[0] * SIZE_BINS for _ in self.KINDS]
         self.latencies = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
     def message(self, binary: bool, size: int) -> None:
-        self.messages[binary] += 1
+        # A bit length costs 20 ns; bisecting the bounds 110 (an int
+        # compared with floats).
+        self.bins[binary][(size - 1).bit_length()] += 1
         self.bytes[binary] += size
-        self.sizes[binary][bisect_left(SIZE_BUCKETS, size)] += 1
+
+    def sizes(self, binary: bool) -> list[int]:
+        """
+        The messages of each size bucket (the last: past the largest
+        bound), from the bins.
+        """
+        bins = self.bins[binary]
+        counts = []
+        below = 0
+        for bound in SIZE_BUCKETS:
+            # Sizes up to 2**k are in bins 0 to k; 2**k is k + 1 bits long.
+            top = int(bound).bit_length()
+            counts.append(sum(bins[below:top]))
+            below = top
+        counts.append(sum(bins[below:]))
+        return counts
 
     def latency(self, seconds: float, messages: int = 1) -> None:
         """
@@ -122,11 +143,12 @@ class EchoTally:
             labels=["type"],
         )
         for binary, kind in enumerate(self.KINDS):
-            messages.add_metric([kind], self.messages[binary])
+            counts = self.sizes(bool(binary))
+            messages.add_metric([kind], sum(counts))
             payload.add_metric([kind], self.bytes[binary])
             sizes.add_metric(
                 [kind],
-                _cumulative(SIZE_BUCKETS, self.sizes[binary]),
+                _cumulative(SIZE_BUCKETS, counts),
                 sum_value=self.bytes[binary],
             )
         latency = HistogramMetricFamily(
