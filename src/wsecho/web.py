@@ -6,7 +6,8 @@ which puts them together with the index and the metrics.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from twisted.logger import Logger
 from twisted.web import server
@@ -33,6 +34,19 @@ def _text(request: server.Request, code: int, phrase: bytes, body: str) -> bytes
 def _header(request: server.Request, name: bytes) -> str | None:
     value = request.getHeader(name)
     return value.decode("latin-1") if value is not None else None
+
+
+class Refusal(NamedTuple):
+    """
+    Why an upgrade request is refused: the metric's label, the HTTP status,
+    the answer's text, and the log's reason (the text if L{None}).
+    """
+
+    label: str
+    code: int
+    phrase: str
+    text: str
+    reason: str | None = None
 
 
 class EchoResource(Resource):
@@ -77,42 +91,76 @@ class EchoResource(Resource):
         request.channel.persistent = False
         return _text(request, code, phrase, body)
 
-    def render(self, request: server.Request) -> bytes | int:
-        if request.postpath:
-            # The resource is a leaf, so /socket/anything lands here too.
-            return error_page(request, 404, "Not Found", "No such resource.")
-        upgrade = request.getHeader(b"upgrade") or b""
-        if b"websocket" not in upgrade.lower():
-            self._echo.metrics.refusals.labels("not_websocket").inc()
-            request.setHeader(b"Upgrade", b"websocket")
-            return error_page(
-                request,
+    def _refusal(
+        self, version: bytes, header: Callable[[str], str | None]
+    ) -> Refusal | None:
+        """
+        Why an upgrade request to C{/socket} is refused before the
+        connection limits, if it is: C{version} is its HTTP version, and
+        C{header} gives its headers by lower-case name. What L{render}
+        answers, and what makes L{upgrade_at_once} leave a request to it.
+        """
+        if "websocket" not in (header("upgrade") or "").lower():
+            return Refusal(
+                "not_websocket",
                 426,
                 "Upgrade Required",
                 "This is a WebSocket endpoint: connect with a WebSocket client "
                 "(Upgrade: websocket), or try the echo console on the index page.",
             )
-        client = self._client_address(request)
-        problem = _not_an_upgrade(request)
-        if problem is not None:
-            self._echo.metrics.refusals.labels("bad_handshake").inc()
-            return self._refuse(
-                request, 400, b"Bad Request", problem + "\n", client, problem
+        if version != b"HTTP/1.1":
+            # Autobahn would check, but is handed the request as HTTP/1.1.
+            return Refusal(
+                "bad_handshake",
+                400,
+                "Bad Request",
+                "a WebSocket handshake needs HTTP/1.1",
             )
-        origin = _header(request, b"origin")
-        if not self._origins.allows(origin, _header(request, b"host")):
-            self._echo.metrics.refusals.labels("origin").inc()
-            return self._refuse(
-                request,
+        length = header("content-length")
+        if header("transfer-encoding") is not None or (
+            length is not None and length.strip() != "0"
+        ):
+            # twisted.web has read the body, which Autobahn would take for
+            # frames the client sent.
+            return Refusal(
+                "bad_handshake", 400, "Bad Request", "a WebSocket handshake has no body"
+            )
+        origin = header("origin")
+        if not self._origins.allows(origin, header("host")):
+            return Refusal(
+                "origin",
                 403,
-                b"Forbidden",
-                "Origin not allowed.\n",
-                client,
+                "Forbidden",
+                "Origin not allowed.",
                 f"origin {origin!r} not allowed",
             )
         if self._echo.draining:
-            self._echo.metrics.refusals.labels("shutting_down").inc()
-            return self._unavailable(request, client, "shutting down")
+            return Refusal("shutting_down", 503, "Service Unavailable", "shutting down")
+        return None
+
+    def render(self, request: server.Request) -> bytes | int:
+        if request.postpath:
+            # The resource is a leaf, so /socket/anything lands here too.
+            return error_page(request, 404, "Not Found", "No such resource.")
+        refusal = self._refusal(
+            request.clientproto, lambda name: _header(request, name.encode())
+        )
+        if refusal is not None:
+            self._echo.metrics.refusals.labels(refusal.label).inc()
+            if refusal.code == 426:
+                request.setHeader(b"Upgrade", b"websocket")
+                return error_page(request, 426, refusal.phrase, refusal.text)
+            client = self._client_address(request)
+            if refusal.code == 503:
+                return self._unavailable(request, client, refusal.text)
+            return self._refuse(
+                request,
+                refusal.code,
+                refusal.phrase.encode("ascii"),
+                refusal.text + "\n",
+                client,
+                refusal.reason or refusal.text,
+            )
         offers = request.requestHeaders.getRawHeaders(b"sec-websocket-extensions")
         if offers:
             # Declined, not refused: see wsecho.deflate.acceptable_offers.
@@ -123,16 +171,16 @@ class EchoResource(Resource):
                 request.requestHeaders.setRawHeaders(
                     b"sec-websocket-extensions", [kept.encode("latin-1")]
                 )
-        return self._upgrade_with_a_slot(request, client)
+        return self._upgrade_with_a_slot(request, self._client_address(request))
 
     def upgrade_at_once(self, channel: Channel, data: bytes) -> bool:
         """
         Upgrade C{channel} if C{data}, its first read, holds a whole upgrade
-        request to C{/socket} that passes every check of L{render} (and the
-        connection limits, when this process decides them): Autobahn is
-        given the request as read, without a twisted.web request built for
-        it first and the request written out again for Autobahn to parse.
-        L{False}, and nothing done: twisted.web reads C{data}, and
+        request to C{/socket} that L{render} would upgrade, and the
+        connection limits (when this process decides them) give it a place:
+        Autobahn is given the request as read, without a twisted.web
+        request built for it first and written out again for Autobahn to
+        parse. L{False}, and nothing done: twisted.web reads C{data}, and
         L{render} answers, refusals included.
         """
         end = data.find(b"\r\n\r\n") + 4
@@ -144,10 +192,8 @@ class EchoResource(Resource):
         method, target, version = line
         if (
             method != b"GET"
-            or version != b"HTTP/1.1"
             or (target != b"/socket" and not target.startswith(b"/socket?"))
-            or self._echo.draining
-            or self._echo.link is not None  # the parent gives the slots
+            or self._echo.link is not None  # the parent gives the places
         ):
             return False
         try:
@@ -155,13 +201,10 @@ class EchoResource(Resource):
         except ValueError:
             return False
         if (
-            # Repeated, a header is joined for Autobahn by render.
+            # Repeated, a header is joined for Autobahn by _upgrade.
             len(counts) != sum(counts.values())
             or len(counts) > channel.maxHeaders
-            or "websocket" not in headers.get("upgrade", "").lower()
-            or "content-length" in headers
-            or "transfer-encoding" in headers
-            or not self._origins.allows(headers.get("origin"), headers.get("host"))
+            or self._refusal(version, headers.get) is not None
         ):
             return False
         offers = headers.get("sec-websocket-extensions")
@@ -175,10 +218,7 @@ class EchoResource(Resource):
             client = self._proxies.client_of(client, [forwarded] if forwarded else [])
         if self._echo.would_exceed(client) is not None:
             return False
-        protocol = self._echo.buildProtocol(peer)
-        protocol.client_address = client
-        take_over(channel, protocol)
-        protocol.dataReceived(data)
+        self._hand_over(channel, peer, client, data)
         return True
 
     def _upgrade_with_a_slot(self, request: server.Request, client: str) -> int:
@@ -219,26 +259,37 @@ class EchoResource(Resource):
         request.write(body)
         request.finish()
 
+    def _hand_over(self, channel: Any, peer: Any, client: str, data: bytes) -> Any:
+        """
+        Give C{channel}'s connection to a new echo protocol, with the
+        client's address decided here, and C{data} (the upgrade request) as
+        its first bytes, as Autobahn's C{WebSocketResource.render} does,
+        less the factory-wide handover of the address it cannot pass.
+        """
+        protocol = self._echo.buildProtocol(peer)
+        protocol.client_address = client
+        take_over(channel, protocol)
+        protocol.dataReceived(data)
+        return protocol
+
     def _upgrade(self, request: server.Request, client: str) -> None:
         """
-        Hand the connection to a new echo protocol, with the client's
-        address decided here, and the upgrade request as its first bytes.
-
-        As Autobahn's C{WebSocketResource.render} does, less the
-        factory-wide handover of the address it cannot pass.
+        Upgrade with the request twisted.web read, written out again for
+        Autobahn to parse, and what the client sent after it.
         """
-        protocol = self._echo.buildProtocol(request.getClientAddress())
-        protocol.client_address = client
-        channel = request.channel
-        take_over(channel, protocol)
-        if isinstance(channel, Channel):
-            # Bytes read with the upgrade request go to the protocol.
-            channel.upgraded_to = protocol
-        # Autobahn parses the handshake from the bytes, as it would have.
         head = [request.method + b" " + request.uri + b" HTTP/1.1"]
         for name, values in request.requestHeaders.getAllRawHeaders():
             head.append(name + b": " + b",".join(values))
-        protocol.dataReceived(b"\r\n".join(head) + b"\r\n\r\n")
+        channel = request.channel
+        protocol = self._hand_over(
+            channel,
+            request.getClientAddress(),
+            client,
+            b"\r\n".join(head) + b"\r\n\r\n",
+        )
+        if isinstance(channel, Channel):
+            # Bytes read with the upgrade request go to the protocol.
+            channel.upgraded_to = protocol
         # What the client sent after its request while it waited (for a slot
         # from the parent): its first frames.
         early = read_ahead(channel)
@@ -255,25 +306,6 @@ class EchoResource(Resource):
             client,
             reason,
         )
-
-
-def _not_an_upgrade(request: server.Request) -> str | None:
-    """
-    What makes an upgrade request one that twisted.web read but that RFC
-    6455 4.2.1 refuses; L{None} if nothing does.
-    """
-    if request.clientproto != b"HTTP/1.1":
-        # Autobahn would check, but WebSocketResource hands it the request
-        # rewritten as HTTP/1.1.
-        return "a WebSocket handshake needs HTTP/1.1"
-    length = request.getHeader(b"content-length")
-    if request.getHeader(b"transfer-encoding") is not None or (
-        length is not None and length.strip() != b"0"
-    ):
-        # twisted.web has read the body, and WebSocketResource would pass it
-        # on to the WebSocket as if the client had sent it as frames.
-        return "a WebSocket handshake has no body"
-    return None
 
 
 class Health(Styled):
