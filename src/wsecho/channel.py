@@ -176,15 +176,14 @@ class Channel(http.HTTPChannel):
             self.site.echo_factory.metrics.refusals.labels("bad_handshake").inc()
             self._answer_and_close(b"400 Bad Request")
             return
-        if not self._received and self.site.upgrade_at_once is not None:
-            self._received = True
+        first, self._received = not self._received, True
+        upgrade = self.site.upgrade_at_once
+        if first and upgrade is not None and upgrade(self, data):
             # A whole upgrade request in the connection's first read (as
-            # every client sends it) is handed to Autobahn as read, without
+            # every client sends it), handed to Autobahn as read, without
             # twisted.web's request; anything else is twisted.web's.
-            if self.site.upgrade_at_once(self, data):
-                self._disarm()
-                return
-        self._received = True
+            self._disarm()
+            return
         super().dataReceived(data)
         # Needed only for the bytes read with the upgrade request; kept, it
         # would hold the WebSocket protocol in this channel's cycles.
