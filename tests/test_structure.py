@@ -161,7 +161,12 @@ def test_compat_finds_the_installed_libraries_as_it_knows_them() -> None:
     supported, in tox), every shortcut's private names are where _compat
     looks for them, so no fall-back is in use.
     """
-    assert _compat.changed() == []
+    from importlib.metadata import version
+
+    # Autobahn's head parser is strict from 26.11.1 on; before, the upgrade
+    # at once is off (twisted.web reads every request).
+    strict = tuple(int(n) for n in version("autobahn").split(".")[:3]) >= (26, 11, 1)
+    assert _compat.changed() == ([] if strict else ["handshake"])
     assert _compat.FAST_FRAMES and _compat.TCP_BUFFERS and _compat.TLS_RELOAD
 
 
@@ -176,13 +181,14 @@ def test_compat_notices_a_renamed_internal(monkeypatch: pytest.MonkeyPatch) -> N
 
     from wsecho.service import warn_if_libraries_changed
 
+    before = _compat.changed()
     monkeypatch.delattr(WebSocketProtocol, "_dataReceived")
     missing = _compat._missing()
-    assert missing == ["frames"]
+    assert missing == sorted(["frames", *before])
     monkeypatch.setattr(_compat, "MISSING", missing)
     with capturedLogs() as events:
         warn_if_libraries_changed()
-    assert [e["shortcuts"] for e in events] == ["frames"]
+    assert [e["shortcuts"] for e in events] == [", ".join(missing)]
 
 
 def test_epoll_loop_without_log_context() -> None:

@@ -33,6 +33,16 @@ def _uses(function: Any, *names: str) -> bool:
     return code is not None and all(n in code.co_names for n in names)
 
 
+def _refuses(parse: Any, head: bytes) -> bool:
+    try:
+        parse(head)
+    except ValueError:
+        return True
+    except Exception:  # gone, or no longer a parser
+        return False
+    return False
+
+
 def _missing() -> list[str]:
     """
     The shortcuts whose private names the installed libraries do not have
@@ -66,8 +76,12 @@ def _missing() -> list[str]:
             EPollReactor.doPoll, "callWithLogger", "_doReadOrWrite", "_selectables"
         )
         and _uses(EPollReactor.__init__, "_poller", "_selectables"),
-        # Autobahn's HTTP head parser (parse_head), documented as internal.
-        "handshake": callable(getattr(autobahn_protocol, "parseHttpHeader", None)),
+        # Autobahn's HTTP head parser (parse_head), documented as internal,
+        # strict (from 26.11.1: a bare LF refused, as twisted.web does).
+        "handshake": _refuses(
+            getattr(autobahn_protocol, "parseHttpHeader", None),
+            b"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n",
+        ),
         # The TLS endpoint's context factory (ReloadableTLS).
         "tls": _uses(endpoints.SSL4ServerEndpoint.__init__, "_sslContextFactory"),
     }
@@ -192,10 +206,7 @@ def autobahn_reads(protocol: Any, data: bytes) -> None:
 
 
 def between_messages(protocol: Any) -> bool:
-    """
-    Whether Autobahn's parser holds nothing (no bytes, no frame, no
-    message): the fast path may take what comes.
-    """
+    # Autobahn's parser holds nothing: the fast path may take what comes.
     return not (
         protocol.data or protocol.current_frame is not None or protocol.inside_message
     )
@@ -212,29 +223,23 @@ def fail(protocol: Any, code: int, reason: str) -> None:
 
 
 def traffic_seen(protocol: Any) -> None:
-    """
-    The fast path read from the peer: a ping timeout that restarts on any
-    traffic is cancelled, as Autobahn's parser would.
-    """
+    # The fast path read from the peer: a ping timeout that restarts on any
+    # traffic is cancelled, as Autobahn's parser would.
     if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
         protocol._cancelAutoPingTimeoutCall()
 
 
 def forget_parser(protocol: Any) -> None:
-    """
-    Drop what Autobahn's parser holds of a closed connection: its buffers and
-    its zlib objects.
-    """
+    # Drop what Autobahn's parser holds of a closed connection.
     protocol.data = b""
     protocol.message_data = []
     protocol.frame_data = []
     protocol._perMessageCompress = None
 
 
-# Autobahn's parser of a request's head, for the upgrade it answers at once
-# (wsecho.web.EchoResource.upgrade_at_once): strict (ValueError for what it
-# refuses), and the same parse as Autobahn's handshake. It gives the request
-# line, the headers by lower-case name, and how many times each came.
+# Autobahn's parse of a request's head (as its handshake parses it; strict:
+# ValueError for what it refuses) for EchoResource.upgrade_at_once: the
+# request line, the headers by lower-case name, and how often each came.
 parse_head = None if "handshake" in MISSING else autobahn_protocol.parseHttpHeader
 
 
@@ -302,10 +307,8 @@ def write_buffered(transport: Any) -> int:
 
 
 def answers_unread(channel: Any) -> bool:
-    """
-    Whether twisted.web's C{HTTPChannel} has answers its client has not
-    read (its transport paused it): C{_waitingForTransport}.
-    """
+    # Whether an HTTPChannel has answers its client has not read (its
+    # transport paused it).
     return bool(getattr(channel, "_waitingForTransport", False))
 
 
