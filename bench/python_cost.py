@@ -28,19 +28,16 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from twisted.internet.address import IPv4Address  # noqa: E402
 from twisted.internet.error import ConnectionDone  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
 from twisted.logger import globalLogBeginner, textFileLogObserver  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
+from support.site import HOST, connect_in_memory  # noqa: E402
 from support.wire import frame, upgrade  # noqa: E402
 from wsecho.config import EchoSettings  # noqa: E402
 from wsecho.frames import scan  # noqa: E402
 from wsecho.web import make_site  # noqa: E402
-
-PEER = IPv4Address("TCP", "127.0.0.1", 5555)
-HOST = IPv4Address("TCP", "127.0.0.1", 8181)
 
 
 def best(function: Callable[[], object], number: int) -> float:
@@ -55,10 +52,7 @@ def connect(site: Any) -> tuple[Any, StringTransport]:
     A connection to C{site} on an in-memory transport, upgraded to
     WebSocket: the echo protocol and its transport.
     """
-    channel = site.buildProtocol(PEER)
-    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
-    transport.protocol = channel  # where the echo takes the connection over
-    channel.makeConnection(transport)
+    channel, transport = connect_in_memory(site)
     channel.dataReceived(upgrade(f"{HOST.host}:{HOST.port}"))
     return transport.protocol, transport
 

@@ -12,20 +12,17 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from support.site import connect_in_memory
 from support.wire import KEY, frame, upgrade
 from wsecho import _compat
 from wsecho.config import EchoSettings
 from wsecho.policy import ProxyTrust
 from wsecho.web import make_site
 
-PEER = IPv4Address("TCP", "127.0.0.1", 5555)
-HOST = IPv4Address("TCP", "127.0.0.1", 8181)
 HELLO = frame(1, b"Hello, world!", mask=b"\x01\x02\x03\x04")
 
 SETTINGS = [
@@ -102,10 +99,7 @@ def answer(site: Any, reads: list[bytes]) -> tuple[bytes, int, Any]:
             super().__init__(*args, **kwargs)
 
     site.requestFactory = Counted
-    channel = site.buildProtocol(PEER)
-    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
-    transport.protocol = channel  # where the echo takes the connection over
-    channel.makeConnection(transport)
+    _, transport = connect_in_memory(site)
     for data in reads:
         transport.protocol.dataReceived(data)
     written = re.sub(rb"\r\nDate: [^\r]*", b"", transport.value())
@@ -169,10 +163,7 @@ def _draining(site: Any) -> Any:
 
 def _full(site: Any) -> Any:
     # One connection, upgraded and left open, takes the one place.
-    channel = site.buildProtocol(PEER)
-    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
-    transport.protocol = channel
-    channel.makeConnection(transport)
+    channel, transport = connect_in_memory(site)
     channel.dataReceived(upgrade("127.0.0.1:8181"))
     assert transport.value().startswith(b"HTTP/1.1 101 ")
     return transport.protocol

@@ -1,10 +1,15 @@
 """
-wsecho's site in this process, on a real loopback port.
+wsecho's site in this process: on a real loopback port, or on an in-memory
+transport.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer, reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 
@@ -12,6 +17,9 @@ from wsecho.config import EchoSettings
 from wsecho.web import make_site
 
 from . import poll
+
+PEER = IPv4Address("TCP", "127.0.0.1", 5555)
+HOST = IPv4Address("TCP", "127.0.0.1", 8181)
 
 
 def serve(
@@ -35,3 +43,16 @@ def serve(
 
     test.addCleanup(lambda: defer.Deferred.fromCoroutine(close()))
     return port.getHost().port, tracked
+
+
+def connect_in_memory(site: Any) -> tuple[Any, StringTransport]:
+    """
+    A connection from L{PEER} to C{site} on an in-memory transport: its
+    channel, and the transport, whose C{protocol} is the echo's once the
+    connection is upgraded.
+    """
+    channel = site.buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
+    transport.protocol = channel  # where the echo takes the connection over
+    channel.makeConnection(transport)
+    return channel, transport
