@@ -252,9 +252,6 @@ class Site(server.Site):
 
     requestFactory = Request
     protocol = Channel  # type: ignore[assignment]
-    # Takes a channel's first read if it is a whole upgrade request it can
-    # answer at once (wsecho.web.EchoResource.upgrade_at_once).
-    upgrade_at_once: Callable[[Channel, bytes], bool] | None = None
     # No "Starting factory <wsecho.web.Site object at 0x...>" lines.
     noisy = False
     _log = Logger()
@@ -266,6 +263,7 @@ class Site(server.Site):
         request_deadline: float | None = None,
         close_timeout: float | None = None,
         proxies: ProxyTrust | None = None,
+        upgrade_at_once: Callable[[Channel, bytes], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
@@ -273,6 +271,9 @@ class Site(server.Site):
         self.request_deadline = request_deadline
         self.close_timeout = close_timeout
         self._proxies = proxies
+        # Takes a channel's first read if it is a whole upgrade request it
+        # can answer at once (wsecho.web.EchoResource.upgrade_at_once).
+        self.upgrade_at_once = upgrade_at_once
         self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
 
     def log(self, request: http.Request) -> None:

@@ -350,14 +350,13 @@ def make_site(settings: EchoSettings) -> Site:
     options: dict[str, Any] = {}
     if settings.trusted_proxies is not None:
         options["logFormatter"] = access_log(settings.trusted_proxies)
-    site = Site(
+    return Site(
         root,
         factory,
         request_deadline=deadline,
         close_timeout=settings.close_handshake_timeout or None,
         proxies=settings.trusted_proxies,
+        upgrade_at_once=echo.upgrade_at_once,
         timeout=None,
         **options,
     )
-    site.upgrade_at_once = echo.upgrade_at_once
-    return site
