@@ -35,9 +35,9 @@ from twisted.python.failure import Failure  # noqa: E402
 
 from support.site import HOST, connect_in_memory  # noqa: E402
 from support.wire import frame, upgrade  # noqa: E402
-from wsecho.config import EchoSettings  # noqa: E402
-from wsecho.frames import scan  # noqa: E402
-from wsecho.web import make_site  # noqa: E402
+from wsecho.http.site import make_site  # noqa: E402
+from wsecho.settings import EchoSettings  # noqa: E402
+from wsecho.wire.frames import scan  # noqa: E402
 
 
 def best(function: Callable[[], object], number: int) -> float:

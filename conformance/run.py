@@ -6,7 +6,7 @@ fail unless every case passes.
 
 As a server: C{twistd -n wsecho} with its default options on a free port,
 tested by C{wstest -m fuzzingclient} with the cases of C{fuzzingclient.json}.
-As a client: C{python -m wsecho.testee} against C{wstest -m fuzzingserver}.
+As a client: C{python -m wsecho.client.testee} against C{wstest -m fuzzingserver}.
 The 9.* performance cases also run against Autobahn-Python's own testee
 echo in the same run, for comparison. The cases are split over --jobs
 wstest processes; reports (HTML and JSON) go to reports/.
@@ -217,7 +217,14 @@ class Runner:
             "exclude-agent-cases": {},
         }
         path = self.write_spec(name, spec)
-        testee = [sys.executable, "-m", "wsecho.testee", "--agent", "wsecho", "--url"]
+        testee = [
+            sys.executable,
+            "-m",
+            "wsecho.client.testee",
+            "--agent",
+            "wsecho",
+            "--url",
+        ]
         return Job(
             name,
             cases,

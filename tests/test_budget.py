@@ -1,8 +1,8 @@
 """
-The memory budget's policy (wsecho.budget), without I/O.
+The memory budget's policy (wsecho.ws.budget), without I/O.
 """
 
-from wsecho.budget import LARGE_RELEASE, MemoryBudget
+from wsecho.ws.budget import LARGE_RELEASE, MemoryBudget
 
 
 class Holder:

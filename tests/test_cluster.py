@@ -1,5 +1,5 @@
 """
-L{wsecho.cluster} without processes: the merging of the workers' metrics
+L{wsecho.daemon.workers.links} without processes: the merging of the workers' metrics
 and the parent's connection slots, over in-memory pipes.
 """
 
@@ -7,7 +7,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from wsecho.cluster import Coordinator, WorkerSide, exposition, merge, snapshot
+from wsecho.daemon.workers.links import (
+    Coordinator,
+    WorkerSide,
+    exposition,
+    merge,
+    snapshot,
+)
 
 
 def _registry(messages: int, open_now: int, started: float) -> CollectorRegistry:

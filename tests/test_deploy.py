@@ -291,7 +291,6 @@ def _exported() -> set[str]:
     histograms with _bucket, _sum and _count).
     """
     from prometheus_client import generate_latest
-
     from wsecho.budget import MemoryBudget
     from wsecho.metrics import Metrics
 

@@ -9,8 +9,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import TestCase
 
 from support import poll
-from wsecho.config import EchoSettings
-from wsecho.echo import make_factory
+from wsecho.settings import EchoSettings
+from wsecho.ws.protocol import make_factory
 
 
 class EchoTests(TestCase):

@@ -13,7 +13,7 @@ import pytest
 from support import wait_until_stalled
 from support.daemon import start_daemon
 from support.wire import RawClient, frame
-from wsecho.frames import SMALL_PAYLOAD, unmask
+from wsecho.wire.frames import SMALL_PAYLOAD, unmask
 
 # Each test starts real processes: deselected by -m "not system".
 pytestmark = pytest.mark.system

@@ -1,5 +1,5 @@
 """
-The fast path's frame scanner (wsecho.frames.scan) on its own, against an
+The fast path's frame scanner (wsecho.wire.frames.scan) on its own, against an
 independent reference: the sans-I/O frame parser of the websockets library.
 Hypothesis builds streams of valid and invalid client frames, cut at random
 points, and both must agree on what is echoed, ponged, waited for, or left
@@ -13,7 +13,7 @@ from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from wsecho.frames import PINGS_PER_READ, scan
+from wsecho.wire.frames import PINGS_PER_READ, scan
 
 LIMIT = 300  # the message size limit the scanner is given here
 
@@ -217,7 +217,7 @@ def _pair(takeover: bool = True):
 
     from autobahn.websocket.compress_deflate import PerMessageDeflate
 
-    from wsecho.deflate import DeflateCodec
+    from wsecho.wire.deflate import DeflateCodec
 
     server = PerMessageDeflate(True, not takeover, not takeover, 13, 15, 6)
     codec = DeflateCodec(server, LIMIT)

@@ -88,10 +88,10 @@ def test_close_line_says_what_went_through(run) -> None:
 
 def test_json_access_log_has_fields(tmp_path) -> None:
     """
-    With --logger wsecho.logs.json, each HTTP request is an event with its
+    With --logger wsecho.daemon.logs.json, each HTTP request is an event with its
     method, path, status, client, user agent and bytes.
     """
-    daemon = start_daemon(tmp_path, twistd=("--logger", "wsecho.logs.json"))
+    daemon = start_daemon(tmp_path, twistd=("--logger", "wsecho.daemon.logs.json"))
     port = daemon.port
     request = Request(f"http://127.0.0.1:{port}/healthz", headers={"User-Agent": "t/1"})
     with urlopen(request, timeout=DEADLINE) as response:
@@ -100,7 +100,7 @@ def test_json_access_log_has_fields(tmp_path) -> None:
     assert daemon.stop() == 0
     records = [json.loads(line) for line in daemon.whole_log().splitlines()]
     access = next(r for r in records if "method" in r)
-    assert access["namespace"] == "wsecho.channel.Site"
+    assert access["namespace"] == "wsecho.http.channel.Site"
     assert access["method"] == "GET" and access["path"] == "/healthz"
     assert access["status"] == 200 and access["bytes"] == len(body)
     assert access["client"] == "127.0.0.1" and access["user_agent"] == "t/1"

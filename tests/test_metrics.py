@@ -1,5 +1,5 @@
 """
-The echo's tally (L{wsecho.metrics.EchoTally}): what it counts cheaply is
+The echo's tally (L{wsecho.ws.metrics.EchoTally}): what it counts cheaply is
 what Prometheus is told.
 """
 
@@ -10,7 +10,7 @@ from bisect import bisect_left
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wsecho.metrics import SIZE_BUCKETS, EchoTally
+from wsecho.ws.metrics import SIZE_BUCKETS, EchoTally
 
 # Sizes around every bucket bound, and anywhere up to 64 MiB.
 _bounds = st.sampled_from([int(b) + d for b in SIZE_BUCKETS for d in (-1, 0, 1)])

@@ -38,7 +38,7 @@ def test_plugin_found_from_the_installed_package() -> None:
     the installed files rather than the checkout.
     """
     [maker] = [p for p in getPlugins(IServiceMaker) if p.tapname == "wsecho"]
-    assert maker.module == "wsecho.tap"
+    assert maker.module == "wsecho.daemon.tap"
     assert hasattr(maker.options(), "parseOptions")
     for module in (wsecho, wsecho_plugin):
         where = Path(module.__file__).resolve().parents

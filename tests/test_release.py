@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from support import DEADLINE, poll
 from support.site import serve
 from support.wire import RawClient, frame
-from wsecho.echo import EchoServerProtocol
+from wsecho.ws.protocol import EchoServerProtocol
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,16 +84,16 @@ class DrippedFrameTests(TestCase):
         fast path looks at its bytes about once, not once per read (which
         made the CPU time quadratic in the frame's size).
         """
-        import wsecho.fastpath
+        import wsecho.ws.fastpath
 
         scanned = [0]
-        scan = wsecho.fastpath.scan
+        scan = wsecho.ws.fastpath.scan
 
         def counting(data, *args):
             scanned[0] += len(data)
             return scan(data, *args)
 
-        self.patch(wsecho.fastpath, "scan", counting)
+        self.patch(wsecho.ws.fastpath, "scan", counting)
         port, _ = serve(self)
         payload = os.urandom(4 * 1024 * 1024)
         data = frame(2, payload)

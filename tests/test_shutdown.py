@@ -20,8 +20,8 @@ from support import DEADLINE, poll
 from support.daemon import start_daemon
 from support.site import serve
 from test_sockets import silent_client, status
-from wsecho.config import EchoSettings
-from wsecho.web import make_site
+from wsecho.http.site import make_site
+from wsecho.settings import EchoSettings
 
 
 class HealthTests(TestCase):
@@ -199,7 +199,7 @@ class DrainDelayTests(TestCase):
         """
         from twisted.internet.task import Clock
 
-        from wsecho.service import EchoService
+        from wsecho.daemon.service import EchoService
 
         clock = Clock()
         site = make_site(EchoSettings())

@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from support import DEADLINE
 from support.site import serve
 from support.wire import frame, raw_http, read_frame, upgrade
-from wsecho.config import EchoSettings
+from wsecho.settings import EchoSettings
 
 
 def silent_client(port: int) -> bytes:

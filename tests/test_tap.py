@@ -13,9 +13,9 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from wsecho.budget import MiB
-from wsecho.echo import EchoServerProtocol, VerboseEchoServerProtocol
-from wsecho.tap import Options, makeService
+from wsecho.daemon.tap import Options, makeService
+from wsecho.ws.budget import MiB
+from wsecho.ws.protocol import EchoServerProtocol, VerboseEchoServerProtocol
 
 
 def _tmp(test: SynchronousTestCase) -> Path:
@@ -386,7 +386,7 @@ class MakeServiceTests(SynchronousTestCase):
         command line as given and listens where it says; --workers 1 (the
         default) is the plain service.
         """
-        from wsecho.workers import WorkerPool
+        from wsecho.daemon.workers.pool import WorkerPool
 
         options = parse("--workers", "2", "--port", "9000")
         pool = makeService(options, reactor=MemoryReactor())

@@ -296,12 +296,12 @@ def test_metrics_after_real_traffic(daemon) -> None:
 
 def test_json_log(tmp_path) -> None:
     """
-    twistd --logger wsecho.logs.json writes one JSON object per line, with
+    twistd --logger wsecho.daemon.logs.json writes one JSON object per line, with
     an event per connection open and close carrying named fields.
     """
     import json
 
-    daemon = start_daemon(tmp_path, twistd=("--logger", "wsecho.logs.json"))
+    daemon = start_daemon(tmp_path, twistd=("--logger", "wsecho.daemon.logs.json"))
     port = daemon.port
     with connect(
         f"ws://127.0.0.1:{port}/socket", origin="http://127.0.0.1:" + str(port)
@@ -313,7 +313,7 @@ def test_json_log(tmp_path) -> None:
     assert daemon.stop() == 0
     records = [json.loads(line) for line in daemon.whole_log().splitlines()]
     closed = next(r for r in records if r["message"].startswith("close "))
-    assert closed["namespace"] == "wsecho.echo.EchoServerProtocol"
+    assert closed["namespace"] == "wsecho.ws.protocol.EchoServerProtocol"
     assert closed["level"] == "info"
     assert closed["peer"].startswith("tcp4:127.0.0.1:")
     assert closed["client"] == "127.0.0.1"

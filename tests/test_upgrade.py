@@ -1,5 +1,5 @@
 """
-The upgrade answered at once (L{wsecho.web.EchoResource.upgrade_at_once}):
+The upgrade answered at once (L{wsecho.http.site.EchoResource.upgrade_at_once}):
 a whole upgrade request in a connection's first read goes to Autobahn as
 read, and is answered exactly as twisted.web's request path answers it.
 """
@@ -19,9 +19,9 @@ from twisted.python.failure import Failure
 from support.site import connect_in_memory
 from support.wire import KEY, frame, upgrade
 from wsecho import _compat
-from wsecho.config import EchoSettings
-from wsecho.policy import ProxyTrust
-from wsecho.web import make_site
+from wsecho.http.policy import ProxyTrust
+from wsecho.http.site import make_site
+from wsecho.settings import EchoSettings
 
 HELLO = frame(1, b"Hello, world!", mask=b"\x01\x02\x03\x04")
 
@@ -211,7 +211,7 @@ def test_without_autobahns_parser_twisted_web_reads_every_request(
     """
     from autobahn.websocket import protocol
 
-    from wsecho import web
+    from wsecho.http import site as web
 
     monkeypatch.setattr(protocol, "parseHttpHeader", lambda head: ("", {}, {}))
     assert _compat._missing() == ["handshake"]

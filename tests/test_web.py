@@ -8,9 +8,9 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.http_headers import Headers
 
-from wsecho.config import EchoSettings
-from wsecho.policy import OriginPolicy, ProxyTrust
-from wsecho.web import make_site
+from wsecho.http.policy import OriginPolicy, ProxyTrust
+from wsecho.http.site import make_site
+from wsecho.settings import EchoSettings
 
 UPGRADE = {
     b"Upgrade": [b"websocket"],

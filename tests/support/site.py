@@ -13,8 +13,8 @@ from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import WrappingFactory
 from twisted.trial.unittest import TestCase
 
-from wsecho.config import EchoSettings
-from wsecho.web import make_site
+from wsecho.http.site import make_site
+from wsecho.settings import EchoSettings
 
 from . import poll
 

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 wsecho = ServiceMaker(
     "wsecho",
-    "wsecho.tap",
+    "wsecho.daemon.tap",
     "A WebSocket echo server (RFC 6455, permessage-deflate).",
     "wsecho",
 )

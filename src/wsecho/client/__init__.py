@@ -4,9 +4,9 @@ codes, messages, statistics, errors), C{session} (one run over one
 connection) and C{cli} (the command line and the console).
 """
 
-from .cli import main, parse_args, run
-from .output import ClientError, Config, Message
-from .session import EchoClientProtocol, Session, configure_client_factory
+from wsecho.client.cli import main, parse_args, run
+from wsecho.client.output import ClientError, Config, Message
+from wsecho.client.session import EchoClientProtocol, Session, configure_client_factory
 
 __all__ = [
     "ClientError",

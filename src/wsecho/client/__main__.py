@@ -2,6 +2,6 @@
 C{python -m wsecho.client}: the same as C{wsecho-client}.
 """
 
-from .cli import main
+from wsecho.client.cli import main
 
 main()

@@ -19,8 +19,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from .. import __version__
-from .output import (
+from wsecho import __version__
+from wsecho.client.output import (
     DEFAULT_MESSAGE,
     DEFAULT_URL,
     EXIT_CODES,
@@ -28,7 +28,7 @@ from .output import (
     Config,
     Message,
 )
-from .session import Session, client_factory, tls_options
+from wsecho.client.session import Session, client_factory, tls_options
 
 
 def make_parser() -> argparse.ArgumentParser:

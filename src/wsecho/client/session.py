@@ -22,8 +22,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from .. import __version__
-from .output import (
+from wsecho import __version__
+from wsecho.client.output import (
     EXIT_CLOSED,
     EXIT_MISMATCH,
     EXIT_OK,
@@ -372,7 +372,7 @@ def configure_client_factory(
 ) -> None:
     """
     The protocol options of wsecho's client, shared by C{wsecho-client} and
-    the TestSuite testee (L{wsecho.testee}).
+    the TestSuite testee (L{wsecho.client.testee}).
     """
     factory.setProtocolOptions(
         openHandshakeTimeout=timeout,

@@ -32,9 +32,9 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 from twisted.web import server
 
-from . import __version__
-from .budget import MemoryBudget
-from .pages import Styled
+from wsecho import __version__
+from wsecho.http.pages import Styled
+from wsecho.ws.budget import MemoryBudget
 
 # No *_created series: they double the series of every counter, and
 # Prometheus does not use them (it sees resets from the counters' values).
@@ -187,7 +187,7 @@ def code_label(code: int | None) -> str:
 
 class BudgetCollector:
     """
-    The memory budget (see L{wsecho.budget}): its limit, what is held of
+    The memory budget (see L{wsecho.ws.budget}): its limit, what is held of
     it, and the connections closed to stay within it.
     """
 

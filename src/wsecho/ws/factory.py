@@ -14,12 +14,12 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from . import memory
-from .budget import MemoryBudget, MiB
-from .metrics import Metrics
+from wsecho.ws import heap as memory
+from wsecho.ws.budget import MemoryBudget, MiB
+from wsecho.ws.metrics import Metrics
 
 if TYPE_CHECKING:
-    from .echo import EchoServerProtocol
+    from wsecho.ws.protocol import EchoServerProtocol
 
 # How long after a large buffer was freed the heap is trimmed.
 TRIM_DELAY = 1.0
@@ -41,7 +41,7 @@ class EchoServerFactory(WebSocketServerFactory):
     max_connections = 0
     max_connections_per_ip = 0
     # With --workers: the parent, which holds the daemon's connection slots
-    # and merges the workers' metrics (a wsecho.cluster.ParentLink).
+    # and merges the workers' metrics (a wsecho.daemon.workers.links.ParentLink).
     link: Any = None
     # Ready: /readyz answers 200. Draining: new upgrades are refused (503).
     ready = True
@@ -64,7 +64,7 @@ class EchoServerFactory(WebSocketServerFactory):
 
     def buildProtocol(self, addr: Any) -> EchoServerProtocol:
         protocol = cast("EchoServerProtocol", super().buildProtocol(addr))
-        # wsecho.web.EchoResource replaces it with the address it decided
+        # wsecho.http.site.EchoResource replaces it with the address it decided
         # the client has (a trusted proxy's forwarded one).
         protocol.client_address = getattr(addr, "host", None) or str(addr)
         return protocol

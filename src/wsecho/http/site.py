@@ -14,15 +14,15 @@ from twisted.web import server
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._compat import parse_head, read_ahead, take_over
-from .channel import Channel, Site, access_log
-from .config import EchoSettings
-from .connections import EchoServerFactory
-from .deflate import acceptable_offers
-from .echo import make_factory
-from .metrics import MetricsResource
-from .pages import Root, Styled, error_page
-from .policy import OriginPolicy, ProxyTrust
+from wsecho._compat import parse_head, read_ahead, take_over
+from wsecho.http.channel import Channel, Site, access_log
+from wsecho.http.pages import Root, Styled, error_page
+from wsecho.http.policy import OriginPolicy, ProxyTrust
+from wsecho.settings import EchoSettings
+from wsecho.wire.deflate import acceptable_offers
+from wsecho.ws.factory import EchoServerFactory
+from wsecho.ws.metrics import MetricsResource
+from wsecho.ws.protocol import make_factory
 
 
 def _text(request: server.Request, code: int, phrase: bytes, body: str) -> bytes:
@@ -163,7 +163,7 @@ class EchoResource(Resource):
             )
         offers = request.requestHeaders.getRawHeaders(b"sec-websocket-extensions")
         if offers:
-            # Declined, not refused: see wsecho.deflate.acceptable_offers.
+            # Declined, not refused: see wsecho.wire.deflate.acceptable_offers.
             kept = acceptable_offers([v.decode("latin-1") for v in offers])
             if kept is None:
                 request.requestHeaders.removeHeader(b"sec-websocket-extensions")

@@ -2,7 +2,7 @@
 wsecho's client as the testee of the Autobahn TestSuite's fuzzing server
 (C{wstest -m fuzzingserver}, which tests clients):
 
-    python -m wsecho.testee --url ws://127.0.0.1:9001 --agent wsecho
+    python -m wsecho.client.testee --url ws://127.0.0.1:9001 --agent wsecho
 
 It asks the fuzzing server for its case count, runs every case, echoing what
 the server sends, then asks it to write its reports.
@@ -22,7 +22,7 @@ from twisted.internet import defer, endpoints, task
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from .client import configure_client_factory
+from wsecho.client import configure_client_factory
 
 
 class TesteeProtocol(WebSocketClientProtocol):
@@ -80,7 +80,7 @@ async def run(reactor: Any, url: str, agent: str, out: Any = sys.stdout) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m wsecho.testee",
+        prog="python -m wsecho.client.testee",
         description="Run wsecho's client against the Autobahn TestSuite fuzzing server.",
     )
     parser.add_argument(

@@ -11,7 +11,7 @@ after the slow-client timeout is closed with 1008.
 
 What a connection holds for its client (frames and messages it waits to
 have whole, echoes its client leaves unread) counts against the process's
-memory budget (L{wsecho.budget}).
+memory budget (L{wsecho.ws.budget}).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._compat import write_buffered
-from .budget import MemoryBudget
+from wsecho._compat import write_buffered
+from wsecho.ws.budget import MemoryBudget
 
 # How much is read from a socket at a time, and how much may wait in a
 # connection's write buffer before the echo stops reading from its client.

@@ -19,12 +19,12 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
-from ._compat import answers_unread, pause_reading, write_buffered
-from .logs import printable
-from .policy import ProxyTrust
+from wsecho._compat import answers_unread, pause_reading, write_buffered
+from wsecho.daemon.logs import printable
+from wsecho.http.policy import ProxyTrust
 
 if TYPE_CHECKING:
-    from .connections import EchoServerFactory
+    from wsecho.ws.factory import EchoServerFactory
 
 # Sent on every HTTP response instead of "TwistedWeb/<version>": version
 # numbers in a banner only help whoever is looking for a vulnerable one.
@@ -252,7 +252,7 @@ class Site(server.Site):
 
     requestFactory = Request
     protocol = Channel  # type: ignore[assignment]
-    # No "Starting factory <wsecho.web.Site object at 0x...>" lines.
+    # No "Starting factory <wsecho.http.site.Site object at 0x...>" lines.
     noisy = False
     _log = Logger()
 
@@ -272,7 +272,7 @@ class Site(server.Site):
         self.close_timeout = close_timeout
         self._proxies = proxies
         # Takes a channel's first read if it is a whole upgrade request it
-        # can answer at once (wsecho.web.EchoResource.upgrade_at_once).
+        # can answer at once (wsecho.http.site.EchoResource.upgrade_at_once).
         self.upgrade_at_once = upgrade_at_once
         self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
 

@@ -3,7 +3,7 @@ A JSON log for log collectors: one object per line on standard output,
 with each event's named fields (peer, client, origin, code, reason,
 duration, bytes, ...) as keys of their own.
 
-    twistd --logger wsecho.logs.json -n wsecho
+    twistd --logger wsecho.daemon.logs.json -n wsecho
 """
 
 from __future__ import annotations

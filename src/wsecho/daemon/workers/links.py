@@ -3,7 +3,7 @@ One daemon, several workers: with C{--workers N}, every scrape of
 C{/metrics} answers for the whole daemon and the connection limits count
 every worker's connections.
 
-The parent (L{wsecho.workers.WorkerPool}) talks with each worker over a
+The parent (L{wsecho.daemon.workers.pool.WorkerPool}) talks with each worker over a
 pipe each way (the worker's stdin, and a descriptor of its own), in JSON
 lines:
 

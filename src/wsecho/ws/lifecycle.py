@@ -15,9 +15,9 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._compat import close_code_allowed, fail, forget_parser
-from .frames import valid_utf8
-from .logs import printable
+from wsecho._compat import close_code_allowed, fail, forget_parser
+from wsecho.daemon.logs import printable
+from wsecho.wire.frames import valid_utf8
 
 GOING_AWAY = 1001
 PROTOCOL_ERROR = 1002
@@ -39,7 +39,7 @@ def close_frame_error(code: int | None, reason: bytes | None) -> tuple[int, str]
 
 
 if TYPE_CHECKING:
-    from .backpressure import Backpressure
+    from wsecho.ws.flow import Backpressure
 
     _Base = Backpressure
 else:

@@ -3,7 +3,7 @@ Every private name of Twisted and Autobahn that wsecho uses, in one place,
 each with why (speed, or memory accounting). Nothing else in wsecho reaches
 into either library.
 
-L{changed} is run once at start-up (L{wsecho.service.EchoService}): where
+L{changed} is run once at start-up (L{wsecho.daemon.service.EchoService}): where
 a release has renamed or dropped one of these names, it says which, one
 warning is logged, and wsecho takes the public path instead: Twisted's
 C{write} and no write-buffer figure, Autobahn's own frame parser, no
@@ -166,7 +166,7 @@ class MessageTooBig(_Base):
     """
     Autobahn's hook for 1009 names the limit it was given; L{too_big} gives
     the reason instead (the echo's limit is one byte under Autobahn's: see
-    L{wsecho.echo.make_factory}).
+    L{wsecho.ws.protocol.make_factory}).
     """
 
     def too_big(self, limit: int) -> tuple[int, str]:

@@ -2,9 +2,9 @@
 The echo itself: an Autobahn server protocol that sends every message back
 with its type, and the factory that holds its protocol options.
 
-The protocol is built from its parts: L{wsecho.frames} (the fast path's
-frame scanner), L{wsecho.backpressure} (the producer, the slow-client timer
-and the memory budget), L{wsecho.lifecycle} (closing, logging, forgetting)
+The protocol is built from its parts: L{wsecho.wire.frames} (the fast path's
+frame scanner), L{wsecho.ws.flow} (the producer, the slow-client timer
+and the memory budget), L{wsecho.ws.lifecycle} (closing, logging, forgetting)
 and L{wsecho._compat} (the Autobahn internals the fast path needs).
 """
 
@@ -19,14 +19,14 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionRequest
 
-from ._compat import MessageTooBig, QuickOptions, allow_close_code
-from .backpressure import Backpressure
-from .config import EchoSettings
-from .connections import EchoServerFactory
-from .deflate import accept_deflate
-from .fastpath import FastPath
-from .lifecycle import Lifecycle
-from .logs import printable
+from wsecho._compat import MessageTooBig, QuickOptions, allow_close_code
+from wsecho.daemon.logs import printable
+from wsecho.settings import EchoSettings
+from wsecho.wire.deflate import accept_deflate
+from wsecho.ws.factory import EchoServerFactory
+from wsecho.ws.fastpath import FastPath
+from wsecho.ws.flow import Backpressure
+from wsecho.ws.lifecycle import Lifecycle
 
 # How many chunks of a message are kept apart before they are folded into
 # one buffer (see EchoServerProtocol.onMessageFrame).
@@ -268,7 +268,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
         maxMessagePayloadSize=budget,
         maxFramePayloadSize=settings.max_frame_size,
         # The opening handshake's deadline is the channel's (the same
-        # setting, from the TCP connection: see wsecho.web.make_site). The
+        # setting, from the TCP connection: see wsecho.http.site.make_site). The
         # request is whole when Autobahn gets the connection, and answered
         # in the same call: a timer of its own would only be started and
         # cancelled (2.6 us a handshake, by timeit).
@@ -280,7 +280,7 @@ def make_factory(settings: EchoSettings) -> EchoServerFactory:
         # An echo echoes the client's close code and reason too (RFC 6455
         # 5.5.1: "typically echoes the status code it received").
         echoCloseCodeReason=True,
-        # Origins are checked by wsecho.web.EchoResource, which answers 403.
+        # Origins are checked by wsecho.http.site.EchoResource, which answers 403.
         # Both must be given together: a call that omits allowNullOrigin
         # resets it.
         allowedOrigins=["*"],

@@ -105,7 +105,7 @@ def scan(
     binary messages (echoed) of at most C{limit} bytes, pings (ponged) and
     pongs (read). Each is checked as Autobahn would: masking, RSV bits,
     opcode, minimal length, UTF-8. C{tally}, if given, counts each message
-    echoed (L{wsecho.metrics.EchoTally.message}).
+    echoed (L{wsecho.ws.metrics.EchoTally.message}).
 
     With a C{codec} (permessage-deflate), compressed messages (RSV1) are
     inflated, and every echo is compressed; a message that cannot be

@@ -44,17 +44,17 @@ from twisted.logger import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-from .cluster import Coordinator, ParentLink, WorkerSide
-from .process import (
+from wsecho.daemon.process import (
     announce,
     exit_if_cannot_listen,
     raise_file_limit,
     take_signals,
     with_backlog,
 )
-from .service import EchoService
-from .tls import ReloadableTLS, is_tls
-from .web import make_site
+from wsecho.daemon.service import EchoService
+from wsecho.daemon.tls import ReloadableTLS, is_tls
+from wsecho.daemon.workers.links import Coordinator, ParentLink, WorkerSide
+from wsecho.http.site import make_site
 
 # The environment variable that tells a worker which descriptors are its
 # listeners, in the order of the --listen descriptions.
@@ -162,7 +162,7 @@ class WorkerPool(MultiService):
 
     def _start(self, number: int, delay: float = FIRST_RESTART_DELAY) -> None:
         # Its stdin and a descriptor after the listeners: the pipes of its
-        # link to the parent (wsecho.cluster); stdout: its log.
+        # link to the parent (wsecho.daemon.workers.links); stdout: its log.
         fds: dict[int, Any] = {0: "w", 1: "r", 2: 2}
         inherited = []
         for child_fd, port in enumerate(self.ports, start=3):
@@ -176,7 +176,7 @@ class WorkerPool(MultiService):
         env[CONTROL_VARIABLE] = str(control)
         worker = WorkerProcess(self, number, delay, control)
         self.workers[number] = worker
-        argv = [sys.executable, "-m", "wsecho.worker", *self.arguments]
+        argv = [sys.executable, "-m", "wsecho.daemon.workers.child", *self.arguments]
         # The worker inherits a blocked SIGHUP, and unblocks it once its
         # handler is in place (take_signals): a reload sent while it starts
         # would otherwise kill it (the default action).
@@ -318,7 +318,7 @@ class WorkerProcess(ProcessProtocol):
             except ValueError:
                 event = {"log_format": "{line}", "line": text}
                 event["log_level"] = LogLevel.info
-                event["log_namespace"] = "wsecho.workers"
+                event["log_namespace"] = "wsecho.daemon.workers.pool"
                 event["log_time"] = self.pool.reactor.seconds()
             event["worker"] = self.number
             level = event.get("log_level")

@@ -1,6 +1,6 @@
 """
-A worker process of C{--workers N}: C{python -m wsecho.worker <wsecho
-options>}, started by L{wsecho.workers.WorkerPool}. It parses the options as
+A worker process of C{--workers N}: C{python -m wsecho.daemon.workers.child <wsecho
+options>}, started by L{wsecho.daemon.workers.pool.WorkerPool}. It parses the options as
 twistd did, logs to its parent and serves the echo on the listeners it was
 passed.
 """
@@ -13,13 +13,13 @@ from collections.abc import Sequence
 
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
-from .tap import Options
-from .workers import CONTROL_VARIABLE, FDS_VARIABLE, worker_service
+from wsecho.daemon.tap import Options
+from wsecho.daemon.workers.pool import CONTROL_VARIABLE, FDS_VARIABLE, worker_service
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    A worker: C{python -m wsecho.worker <wsecho options>}, started by the
+    A worker: C{python -m wsecho.daemon.workers.child <wsecho options>}, started by the
     parent with its listeners as the descriptors named in
     C{WSECHO_WORKER_FDS}.
     """

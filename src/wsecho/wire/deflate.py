@@ -144,7 +144,7 @@ def accept_deflate(
 
 class DeflateCodec:
     """
-    The fast path's permessage-deflate (a L{wsecho.frames.Codec}).
+    The fast path's permessage-deflate (a L{wsecho.wire.frames.Codec}).
 
     With context takeover, it works with the connection's own Autobahn
     C{PerMessageDeflate} (its public methods): the same zlib objects, so

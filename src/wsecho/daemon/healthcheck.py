@@ -1,5 +1,5 @@
 """
-C{python -m wsecho.healthcheck}: exit 0 if the daemon configured by this
+C{python -m wsecho.daemon.healthcheck}: exit 0 if the daemon configured by this
 environment answers C{/readyz} with 200, 1 otherwise; for a container's
 health check (C{deploy/Dockerfile}), which runs with the container's
 environment.
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from twisted.python.usage import UsageError
 
-from .tap import Options
+from wsecho.daemon.tap import Options
 
 TIMEOUT = 3.0
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -108,7 +108,7 @@ def check(environ: Mapping[str, str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> None:
     problem = check(os.environ)
     if problem is not None:
-        print(f"wsecho.healthcheck: {problem}", file=sys.stderr)
+        print(f"wsecho.daemon.healthcheck: {problem}", file=sys.stderr)
         raise SystemExit(1)
 
 

@@ -94,7 +94,7 @@ class Asset(Styled):
 
     def __init__(self, name: str, content_type: bytes) -> None:
         super().__init__()
-        self._body = files("wsecho").joinpath(name).read_bytes()
+        self._body = files("wsecho.http").joinpath("static", name).read_bytes()
         self._type = content_type
 
     def render_GET(self, request: server.Request) -> bytes:

@@ -15,16 +15,17 @@ from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from . import _compat, memory
-from .channel import Site
-from .process import (
+from wsecho import _compat
+from wsecho.daemon.process import (
     announce,
     exit_if_cannot_listen,
     raise_file_limit,
     take_signals,
     with_backlog,
 )
-from .tls import ReloadableTLS, is_tls
+from wsecho.daemon.tls import ReloadableTLS, is_tls
+from wsecho.http.channel import Site
+from wsecho.ws import heap as memory
 
 _log = Logger()
 

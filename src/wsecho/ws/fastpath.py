@@ -1,6 +1,6 @@
 """
 The fast path of the echo: the whole single-frame messages of a read are
-echoed by L{wsecho.frames.scan} and written at once, without Autobahn's frame
+echoed by L{wsecho.wire.frames.scan} and written at once, without Autobahn's frame
 objects (compressed ones too, with permessage-deflate); anything else
 (fragments, a frame over the limit, a protocol error) goes to Autobahn's
 parser, which answers it as it would.
@@ -12,7 +12,7 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ._compat import (
+from wsecho._compat import (
     FAST_FRAMES,
     autobahn_reads,
     between_messages,
@@ -22,11 +22,11 @@ from ._compat import (
     send_now,
     traffic_seen,
 )
-from .deflate import DeflateCodec
-from .frames import scan
+from wsecho.wire.deflate import DeflateCodec
+from wsecho.wire.frames import scan
 
 if TYPE_CHECKING:
-    from .backpressure import Backpressure
+    from wsecho.ws.flow import Backpressure
 
     _Base = Backpressure
 else:
@@ -115,7 +115,7 @@ class FastPath(_Base):
     def dataReceived(self, data: bytes) -> None:
         """
         Echo the whole single-frame messages at the start of C{data} here
-        (L{wsecho.frames.scan}), and hand the rest to Autobahn.
+        (L{wsecho.wire.frames.scan}), and hand the rest to Autobahn.
 
         Most messages are a single frame, and Autobahn's frame machinery (a
         header object, a masker object, a UTF-8 validator object, eight

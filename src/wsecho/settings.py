@@ -12,14 +12,14 @@ from typing import Any
 
 from twisted.python import usage
 
-from .budget import DEFAULT_BUDGET, MiB
-from .policy import ProxyTrust
+from wsecho.http.policy import ProxyTrust
+from wsecho.ws.budget import DEFAULT_BUDGET, MiB
 
 
 @dataclass(frozen=True)
 class EchoSettings:
     """
-    What an echo endpoint is configured with; L{wsecho.tap.Options} fills it
+    What an echo endpoint is configured with; L{wsecho.daemon.tap.Options} fills it
     from the command line and the C{WSECHO_*} environment.
     """
 

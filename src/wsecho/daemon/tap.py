@@ -15,13 +15,14 @@ from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
-from . import __version__, config
-from .budget import DEFAULT_BUDGET, MiB
-from .config import EchoSettings
-from .metrics import build_info
-from .policy import ProxyTrust
-from .service import EchoService
-from .web import make_site
+from wsecho import __version__
+from wsecho import settings as config
+from wsecho.daemon.service import EchoService
+from wsecho.http.policy import ProxyTrust
+from wsecho.http.site import make_site
+from wsecho.settings import EchoSettings
+from wsecho.ws.budget import DEFAULT_BUDGET, MiB
+from wsecho.ws.metrics import build_info
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
@@ -374,7 +375,7 @@ def makeService(options: Options, reactor: IReactorCore | None = None) -> IServi
 
         reactor = cast(IReactorCore, default_reactor)
     if options["workers"] > 1:
-        from .workers import WorkerPool
+        from wsecho.daemon.workers.pool import WorkerPool
 
         pool = WorkerPool(
             options["workers"],

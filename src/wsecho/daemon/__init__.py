@@ -1,0 +1,3 @@
+"""
+The daemon: twistd's options and service, processes, TLS, logs and workers.
+"""

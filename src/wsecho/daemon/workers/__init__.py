@@ -1,0 +1,3 @@
+"""
+--workers: the parent's pool, a worker's entry point, and the pipes between them.
+"""

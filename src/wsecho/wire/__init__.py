@@ -1,0 +1,3 @@
+"""
+The WebSocket wire format, with no I/O: frames and permessage-deflate.
+"""

@@ -1,0 +1,3 @@
+"""
+One WebSocket echo connection and the state its connections share.
+"""
