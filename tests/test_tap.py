@@ -14,7 +14,7 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wsecho.daemon.tap import Options, makeService
-from wsecho.ws.budget import MiB
+from wsecho.settings import MiB
 from wsecho.ws.protocol import EchoServerProtocol, VerboseEchoServerProtocol
 
 

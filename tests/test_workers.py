@@ -68,7 +68,9 @@ def test_workers_serve_and_are_restarted(tmp_path) -> None:
         for _ in range(10):
             assert_echoes(port)
         line = daemon.wait_for(" close tcp4:127.0.0.1:")
-        assert re.search(r"\[wsecho\.ws\.protocol\.EchoServerProtocol#info worker=[12]\]", line)
+        assert re.search(
+            r"\[wsecho\.ws\.protocol\.EchoServerProtocol#info worker=[12]\]", line
+        )
 
         os.kill(pids[1], signal.SIGKILL)
         line = daemon.wait_for("worker 1 died")

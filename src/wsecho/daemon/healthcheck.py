@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from twisted.python.usage import UsageError
 
-from wsecho.daemon.tap import Options
+from wsecho.daemon.options import Options
 
 TIMEOUT = 3.0
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}

@@ -22,9 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-MiB = 1024 * 1024
-
-DEFAULT_BUDGET = 256 * MiB
+from wsecho.settings import DEFAULT_BUDGET, MiB
 
 # Releases of at least this much call the budget's on_release.
 LARGE_RELEASE = MiB

@@ -14,8 +14,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from wsecho.settings import MiB
 from wsecho.ws import heap as memory
-from wsecho.ws.budget import MemoryBudget, MiB
+from wsecho.ws.budget import MemoryBudget
 from wsecho.ws.metrics import Metrics
 
 if TYPE_CHECKING:

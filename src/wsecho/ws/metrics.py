@@ -8,10 +8,8 @@ tests) count apart.
 
 from __future__ import annotations
 
-import platform
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from importlib.metadata import version
 from typing import Any
 
 from prometheus_client import (
@@ -32,25 +30,13 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 from twisted.web import server
 
-from wsecho import __version__
+from wsecho import build_info
 from wsecho.http.pages import Styled
 from wsecho.ws.budget import MemoryBudget
 
 # No *_created series: they double the series of every counter, and
 # Prometheus does not use them (it sees resets from the counters' values).
 disable_created_metrics()
-
-
-def build_info() -> dict[str, str]:
-    """
-    The versions wsecho runs with, for wsecho_build_info and --version.
-    """
-    return {
-        "version": __version__,
-        "python": platform.python_version(),
-        "twisted": version("twisted"),
-        "autobahn": version("autobahn"),
-    }
 
 
 # A bucket counts what is <= its bound. The size buckets are powers of two

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from twisted.logger import globalLogBeginner, jsonFileLogObserver
 
-from wsecho.daemon.tap import Options
+from wsecho.daemon.options import Options
 from wsecho.daemon.workers.pool import CONTROL_VARIABLE, FDS_VARIABLE, worker_service
 
 
