@@ -291,8 +291,9 @@ def _exported() -> set[str]:
     histograms with _bucket, _sum and _count).
     """
     from prometheus_client import generate_latest
-    from wsecho.budget import MemoryBudget
-    from wsecho.metrics import Metrics
+
+    from wsecho.ws.budget import MemoryBudget
+    from wsecho.ws.metrics import Metrics
 
     text = generate_latest(Metrics(MemoryBudget(1)).registry).decode()
     names = set()

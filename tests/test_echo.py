@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from support import poll
 from wsecho.settings import EchoSettings
-from wsecho.ws.protocol import make_factory
+from wsecho.ws.factory import make_factory
 
 
 class EchoTests(TestCase):
@@ -29,7 +29,7 @@ class EchoTests(TestCase):
     async def connect(self, settings: EchoSettings | None = None, **options):
         factory = make_factory(settings or EchoSettings())
         # No Site stops this factory: its heap-trimming timer is ours to stop.
-        self.addCleanup(factory.stop_timers)
+        self.addCleanup(factory.context.stop)
 
         def server():
             protocol = factory.buildProtocol(None)
@@ -183,7 +183,7 @@ class EchoTests(TestCase):
             client.sendMessage(b"\x00\x01", True)
             await self.echoes(client, 2)
             self.assertEqual(client.received, [(b"hi", False), (b"\x00\x01", True)])
-            registry = self.servers[-1].factory.metrics.registry
+            registry = self.servers[-1].factory.context.metrics.registry
             for kind in ("text", "binary"):
                 self.assertEqual(
                     registry.get_sample_value("wsecho_messages_total", {"type": kind}),

@@ -74,7 +74,7 @@ class ReleaseTests(TestCase):
         await poll(lambda: not tracked.protocols)
         left = _protocols()
         self.assertEqual(len(left) - before, 0, [p.peer for p in left])
-        self.assertEqual(tracked.wrappedFactory.echo_factory.budget.used, 0)
+        self.assertEqual(tracked.wrappedFactory.context.budget.used, 0)
 
 
 class DrippedFrameTests(TestCase):

@@ -34,7 +34,7 @@ class HealthTests(TestCase):
         for path, body in (("healthz", "ok\n"), ("readyz", "ready\n")):
             response = await treq.get(f"http://localhost/{path}")
             self.assertEqual((response.code, await response.text()), (200, body))
-        await site.echo_factory.drain(1, reactor)
+        await site.context.registry.drain(1, reactor)
         response = await treq.get("http://localhost/readyz")
         self.assertEqual(response.code, 503)
         self.assertEqual((await treq.get("http://localhost/healthz")).code, 200)
@@ -47,7 +47,7 @@ class DrainTests(TestCase):
         sent, and fires once all are closed.
         """
         port, tracked = serve(self)
-        factory = tracked.wrappedFactory.echo_factory
+        factory = tracked.wrappedFactory.context.registry
 
         echoed = []
 
@@ -75,7 +75,7 @@ class DrainTests(TestCase):
         shutdown timeout, and draining still completes.
         """
         port, tracked = serve(self)
-        factory = tracked.wrappedFactory.echo_factory
+        factory = tracked.wrappedFactory.context.registry
 
         client = deferToThread(silent_client, port)
         await poll(lambda: len(factory.connections) == 1)
@@ -203,7 +203,7 @@ class DrainDelayTests(TestCase):
 
         clock = Clock()
         site = make_site(EchoSettings())
-        factory = site.echo_factory
+        factory = site.context.registry
         closed = []
         factory.drain = lambda timeout, clock, code: closed.append(code)  # type: ignore[method-assign]
         service = EchoService(site, 5, clock, drain_delay=4, close_code=1012)

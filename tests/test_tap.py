@@ -376,9 +376,9 @@ class MakeServiceTests(SynchronousTestCase):
         ):
             reactor = self.start(*argv)
             site = reactor.tcpServers[0][1]
-            factory = site.echo_factory
+            factory = site.resource.children[b"socket"].factory
             self.assertIs(factory.protocol, expected)
-            self.assertIs(factory.counted, counted)
+            self.assertIs(factory.tally is not None, counted)
 
     def test_workers_make_a_pool(self) -> None:
         """

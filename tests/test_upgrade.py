@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 
 from support.site import connect_in_memory
 from support.wire import KEY, frame, upgrade
-from wsecho import _compat
+from wsecho._compat import autobahn
 from wsecho.http.policy import ProxyTrust
 from wsecho.http.site import make_site
 from wsecho.settings import EchoSettings
@@ -150,14 +150,14 @@ def test_whole_upgrade_needs_no_twisted_web_request() -> None:
     assert whole.endswith(b"\r\n\r\n\x81\x0dHello, world!")
     # Where Autobahn's parser is not strict (before 26.11.1), twisted.web
     # reads every request.
-    assert built == (0 if _compat.parse_head is not None else 1)
+    assert built == (0 if autobahn.parse_head is not None else 1)
     split, built, _ = answer(make_site(EchoSettings()), [request[:20], request[20:]])
     assert split == whole
     assert built == 1
 
 
 def _draining(site: Any) -> Any:
-    site.echo_factory.drain(5, Clock())
+    site.context.registry.drain(5, Clock())
     return None
 
 
@@ -206,17 +206,17 @@ def test_without_autobahns_parser_twisted_web_reads_every_request(
 ) -> None:
     """
     Where Autobahn has no strict head parser (one that accepts a bare LF,
-    as before 26.11.1, or none), C{_compat} says so, and every request is
+    as before 26.11.1, or none), C{wsecho._compat.autobahn} says so, and every request is
     twisted.web's, answered as before.
     """
     from autobahn.websocket import protocol
 
-    from wsecho.http import site as web
+    from wsecho.http import upgrade as web
 
     monkeypatch.setattr(protocol, "parseHttpHeader", lambda head: ("", {}, {}))
-    assert _compat._missing() == ["handshake"]
+    assert autobahn._missing() == ["autobahn handshake"]
     monkeypatch.delattr(protocol, "parseHttpHeader")
-    assert _compat._missing() == ["handshake"]
+    assert autobahn._missing() == ["autobahn handshake"]
     request = upgrade("127.0.0.1:8181") + HELLO
     before = answer(make_site(EchoSettings()), [request])[0]
     monkeypatch.setattr(web, "parse_head", None)

@@ -211,7 +211,9 @@ def handshake_error(protocol: Any, url: str) -> ClientError:
         if status.split()[1:2] == ["200"]:
             message += " (not a WebSocket endpoint: wsecho's echo is at /socket)"
         return ClientError(EXIT_HANDSHAKE, message)
-    why = protocol.wasNotCleanReason or "connection lost"
+    from wsecho._compat.autobahn import not_clean_reason
+
+    why = not_clean_reason(protocol) or "connection lost"
     return ClientError(EXIT_CLOSED, f"connection closed during the handshake: {why}")
 
 

@@ -268,7 +268,9 @@ class Session:
             )
         )
         if self.protocol is not None:
-            self.protocol.dropConnection(abort=True)
+            from wsecho._compat.autobahn import drop
+
+            drop(self.protocol, abort=True)
 
     def _fail(self, reason: Exception) -> None:
         self._stop_progress()

@@ -24,7 +24,7 @@ from wsecho.daemon.process import (
     with_backlog,
 )
 from wsecho.daemon.tls import ReloadableTLS, is_tls
-from wsecho.http.channel import Site
+from wsecho.http.site import Site
 from wsecho.ws import heap as memory
 
 _log = Logger()
@@ -116,7 +116,7 @@ class EchoService(MultiService):
         exit_if_cannot_listen(super().startService)
         announce(self.startup)
         warn_if_libraries_changed()
-        _compat.poll_without_log_context(self._reactor)
+        _compat.twisted.poll_without_log_context(self._reactor)
         self._reactor.callWhenRunning(
             take_signals, self._reactor, self._on_stop, self.reload_tls
         )
@@ -142,8 +142,8 @@ class EchoService(MultiService):
         client with C{--shutdown-close-code}, waiting up to
         C{--shutdown-timeout}.
         """
-        factory = self._site.echo_factory
-        factory.ready = False  # /readyz answers 503 from now on
+        registry = self._site.context.registry
+        registry.ready = False  # /readyz answers 503 from now on
         waited: Deferred[None] = defer.succeed(None)
         if self._drain_delay:
             self._log.info(
@@ -153,11 +153,11 @@ class EchoService(MultiService):
             waited = task.deferLater(self._reactor, self._drain_delay, lambda: None)
 
         def stop(_: object) -> Deferred[Any]:
-            factory.draining = True  # new upgrades get 503
+            registry.draining = True  # new upgrades get 503
             return defer.maybeDeferred(super(EchoService, self).stopService)
 
         def drain(_: object) -> Deferred[None]:
-            return factory.drain(
+            return registry.drain(
                 self._shutdown_timeout, self._reactor, self._close_code
             )
 

@@ -14,7 +14,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from wsecho._compat import TLS_RELOAD, set_tls_context, tls_context
+from wsecho._compat.twisted import TLS_RELOAD, set_tls_context, tls_context
 
 
 def is_tls(description: str) -> bool:

@@ -7,7 +7,6 @@ its access log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -19,12 +18,12 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
-from wsecho._compat import answers_unread, pause_reading, write_buffered
-from wsecho.daemon.logs import printable
+from wsecho._compat.twisted import answers_unread, pause_reading, write_buffered
 from wsecho.http.policy import ProxyTrust
+from wsecho.text import printable
 
 if TYPE_CHECKING:
-    from wsecho.ws.factory import EchoServerFactory
+    from wsecho.http.site import Site
 
 # Sent on every HTTP response instead of "TwistedWeb/<version>": version
 # numbers in a banner only help whoever is looking for a vulnerable one.
@@ -115,7 +114,7 @@ class Channel(http.HTTPChannel):
         self._deadline = None
         if self.transport is None:  # taken over by a WebSocket
             return
-        self.site.echo_factory.metrics.refusals.labels("request_timeout").inc()
+        self.site.context.metrics.refusals.labels("request_timeout").inc()
         if not self._received:
             self._log.info(
                 "{peer} sent no request in {timeout} s: aborted",
@@ -134,7 +133,7 @@ class Channel(http.HTTPChannel):
     def lineLengthExceeded(self, line: bytes) -> None:
         # A request line or header over 16 KiB: LineReceiver would close
         # the connection without a word.
-        self.site.echo_factory.metrics.refusals.labels("header_too_large").inc()
+        self.site.context.metrics.refusals.labels("header_too_large").inc()
         self._answer_and_close(b"431 Request Header Fields Too Large")
 
     def _answer_and_close(self, status: bytes) -> None:
@@ -173,7 +172,7 @@ class Channel(http.HTTPChannel):
                 peer=peer2str(self.transport),
             )
             self._received = True
-            self.site.echo_factory.metrics.refusals.labels("bad_handshake").inc()
+            self.site.context.metrics.refusals.labels("bad_handshake").inc()
             self._answer_and_close(b"400 Bad Request")
             return
         first, self._received = not self._received, True
@@ -214,14 +213,14 @@ class Channel(http.HTTPChannel):
 
     def pauseProducing(self) -> None:
         super().pauseProducing()
-        budget = self.site.echo_factory.budget
+        budget = self.site.context.budget
         if budget.limit:
             buffered = write_buffered(self.transport) - budget.held(self)
             if buffered > 0:
                 budget.take(self, buffered)
 
     def resumeProducing(self) -> None:
-        self.site.echo_factory.budget.give_all(self)
+        self.site.context.budget.give_all(self)
         super().resumeProducing()
 
     def evict(self) -> None:
@@ -238,69 +237,5 @@ class Channel(http.HTTPChannel):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
-        self.site.echo_factory.budget.give_all(self)
+        self.site.context.budget.give_all(self)
         super().connectionLost(reason)
-
-
-class Site(server.Site):
-    """
-    The HTTP service, with the echo's factory at hand for shutting down.
-
-    Its channels are plain HTTP/1.1: wsecho offers no HTTP/2 (WebSocket
-    over HTTP/2 is another protocol, RFC 8441).
-    """
-
-    requestFactory = Request
-    protocol = Channel  # type: ignore[assignment]
-    # No "Starting factory <wsecho.http.site.Site object at 0x...>" lines.
-    noisy = False
-    _log = Logger()
-
-    def __init__(
-        self,
-        resource: Resource,
-        echo_factory: EchoServerFactory,
-        request_deadline: float | None = None,
-        close_timeout: float | None = None,
-        proxies: ProxyTrust | None = None,
-        upgrade_at_once: Callable[[Channel, bytes], bool] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(resource, **kwargs)
-        self.echo_factory = echo_factory
-        self.request_deadline = request_deadline
-        self.close_timeout = close_timeout
-        self._proxies = proxies
-        # Takes a channel's first read if it is a whole upgrade request it
-        # can answer at once (wsecho.http.site.EchoResource.upgrade_at_once).
-        self.upgrade_at_once = upgrade_at_once
-        self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
-
-    def log(self, request: http.Request) -> None:
-        """
-        The access log: twisted.web's combined line, as an event with the
-        request's fields (for the JSON log), unless it goes to a file.
-        """
-        if self.logPath is not None:
-            super().log(request)
-            return
-        peer = getattr(request.getClientAddress(), "host", "-")
-        if self._proxies is not None:
-            peer = self._proxies.client_address(peer, cast(server.Request, request))
-        agent = request.getHeader(b"user-agent")
-        line = self._format(http.datetimeToLogString(), request)
-        # The line itself is the format (a field would repeat it in the
-        # JSON log); its braces are the client's, not fields.
-        self._log.info(
-            line.replace("{", "{{").replace("}", "}}"),
-            method=request.method.decode("latin-1"),
-            path=printable(request.uri.decode("latin-1")),
-            status=request.code,
-            client=peer,
-            user_agent=printable(agent.decode("latin-1")) if agent else None,
-            bytes=request.sentLength,
-        )
-
-    def stopFactory(self) -> None:
-        self.echo_factory.stop_timers()
-        super().stopFactory()

@@ -14,6 +14,8 @@ from twisted.web import server
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 
+from wsecho.ws.registry import Registry
+
 # Only this site's own script, style sheet and icon, and WebSockets to it.
 CSP = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -124,3 +126,32 @@ class Root(Styled):
 
     def getChild(self, path: bytes, request: server.Request) -> Resource:
         return NotFound()
+
+
+def text_page(request: server.Request, code: int, phrase: bytes, body: str) -> bytes:
+    """
+    A plain-text answer with C{code}.
+    """
+    request.setResponseCode(code, phrase)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return body.encode("utf-8")
+
+
+class Health(Styled):
+    """
+    C{/healthz}: the process is alive. C{/readyz}: it takes new connections
+    (503 once it has begun shutting down, for load balancers).
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: Registry, readiness: bool) -> None:
+        super().__init__()
+        self._registry = registry
+        self._readiness = readiness
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"Cache-Control", b"no-store")
+        if self._readiness and not self._registry.ready:
+            return text_page(request, 503, b"Service Unavailable", "shutting down\n")
+        return text_page(request, 200, b"OK", "ready\n" if self._readiness else "ok\n")

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from autobahn.util import wildcards2patterns
 
-from wsecho.daemon.logs import printable
+from wsecho.text import printable
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 

@@ -1,331 +1,91 @@
 """
-The HTTP service's resources: the echo's upgrade at C{/socket} with the
-checks that deserve an HTTP answer, the health checks, and L{make_site},
-which puts them together with the index and the metrics.
+The HTTP service: L{Site}, whose channels are wsecho's hardened HTTP/1.1
+channels, and L{make_site}, which puts the index, the echo at C{/socket},
+the health checks and the metrics together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, cast
 
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
 
-from wsecho._compat import parse_head, read_ahead, take_over
-from wsecho.http.channel import Channel, Site, access_log
-from wsecho.http.pages import Root, Styled, error_page
+from wsecho.http.channel import Channel, Request, access_log
+from wsecho.http.metrics import MetricsResource
+from wsecho.http.pages import Health, Root
 from wsecho.http.policy import OriginPolicy, ProxyTrust
+from wsecho.http.upgrade import EchoResource
 from wsecho.settings import EchoSettings
-from wsecho.wire.deflate import acceptable_offers
-from wsecho.ws.factory import EchoServerFactory
-from wsecho.ws.metrics import MetricsResource
-from wsecho.ws.protocol import make_factory
+from wsecho.text import printable
+from wsecho.ws.context import EchoContext
+from wsecho.ws.factory import make_factory
 
 
-def _text(request: server.Request, code: int, phrase: bytes, body: str) -> bytes:
-    request.setResponseCode(code, phrase)
-    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-    return body.encode("utf-8")
-
-
-def _header(request: server.Request, name: bytes) -> str | None:
-    value = request.getHeader(name)
-    return value.decode("latin-1") if value is not None else None
-
-
-class Refusal(NamedTuple):
+class Site(server.Site):
     """
-    Why an upgrade request is refused: the metric's label, the HTTP status,
-    the answer's text, and the log's reason (the text if L{None}).
+    The HTTP service, with the echo connections' context at hand.
+
+    Its channels are plain HTTP/1.1: wsecho offers no HTTP/2 (WebSocket
+    over HTTP/2 is another protocol, RFC 8441).
     """
 
-    label: str
-    code: int
-    phrase: str
-    text: str
-    reason: str | None = None
-
-
-class EchoResource(Resource):
-    """
-    C{/socket}: hands WebSocket upgrades to Autobahn after the checks that
-    deserve an HTTP answer of their own with a body.
-    """
-
+    requestFactory = Request
+    protocol = Channel  # type: ignore[assignment]
+    # No "Starting factory <wsecho.http.site.Site object at 0x...>" lines.
+    noisy = False
     _log = Logger()
-    isLeaf = True
 
     def __init__(
         self,
-        factory: EchoServerFactory,
-        origins: OriginPolicy,
+        resource: Resource,
+        context: EchoContext,
+        request_deadline: float | None = None,
+        close_timeout: float | None = None,
         proxies: ProxyTrust | None = None,
+        upgrade_at_once: Callable[[Channel, bytes], bool] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._echo = factory
-        self._origins = origins
+        super().__init__(resource, **kwargs)
+        self.context = context
+        self.request_deadline = request_deadline
+        self.close_timeout = close_timeout
         self._proxies = proxies
+        # Takes a channel's first read if it is a whole upgrade request it
+        # can answer at once (wsecho.http.site.EchoResource.upgrade_at_once).
+        self.upgrade_at_once = upgrade_at_once
+        self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
 
-    def _client_address(self, request: server.Request) -> str:
-        peer = request.getClientAddress()
-        host = getattr(peer, "host", None) or str(peer)
-        if self._proxies is None:
-            return host
-        return self._proxies.client_address(host, request)
-
-    def _refuse(
-        self,
-        request: server.Request,
-        code: int,
-        phrase: bytes,
-        body: str,
-        client: str,
-        reason: str,
-    ) -> bytes:
-        self._log.info("refused {client}: {reason}", client=client, reason=reason)
-        # The client came to switch protocols, not to keep talking HTTP.
-        request.setHeader(b"Connection", b"close")
-        request.channel.persistent = False
-        return _text(request, code, phrase, body)
-
-    def _refusal(
-        self, version: bytes, header: Callable[[str], str | None]
-    ) -> Refusal | None:
+    def log(self, request: http.Request) -> None:
         """
-        Why an upgrade request to C{/socket} is refused before the
-        connection limits, if it is: C{version} is its HTTP version, and
-        C{header} gives its headers by lower-case name. What L{render}
-        answers, and what makes L{upgrade_at_once} leave a request to it.
+        The access log: twisted.web's combined line, as an event with the
+        request's fields (for the JSON log), unless it goes to a file.
         """
-        if "websocket" not in (header("upgrade") or "").lower():
-            return Refusal(
-                "not_websocket",
-                426,
-                "Upgrade Required",
-                "This is a WebSocket endpoint: connect with a WebSocket client "
-                "(Upgrade: websocket), or try the echo console on the index page.",
-            )
-        if version != b"HTTP/1.1":
-            # Autobahn would check, but is handed the request as HTTP/1.1.
-            return Refusal(
-                "bad_handshake",
-                400,
-                "Bad Request",
-                "a WebSocket handshake needs HTTP/1.1",
-            )
-        length = header("content-length")
-        if header("transfer-encoding") is not None or (
-            length is not None and length.strip() != "0"
-        ):
-            # twisted.web has read the body, which Autobahn would take for
-            # frames the client sent.
-            return Refusal(
-                "bad_handshake", 400, "Bad Request", "a WebSocket handshake has no body"
-            )
-        origin = header("origin")
-        if not self._origins.allows(origin, header("host")):
-            return Refusal(
-                "origin",
-                403,
-                "Forbidden",
-                "Origin not allowed.",
-                f"origin {origin!r} not allowed",
-            )
-        if self._echo.draining:
-            return Refusal("shutting_down", 503, "Service Unavailable", "shutting down")
-        return None
-
-    def render(self, request: server.Request) -> bytes | int:
-        if request.postpath:
-            # The resource is a leaf, so /socket/anything lands here too.
-            return error_page(request, 404, "Not Found", "No such resource.")
-        refusal = self._refusal(
-            request.clientproto, lambda name: _header(request, name.encode())
-        )
-        if refusal is not None:
-            self._echo.metrics.refusals.labels(refusal.label).inc()
-            if refusal.code == 426:
-                request.setHeader(b"Upgrade", b"websocket")
-                return error_page(request, 426, refusal.phrase, refusal.text)
-            client = self._client_address(request)
-            if refusal.code == 503:
-                return self._unavailable(request, client, refusal.text)
-            return self._refuse(
-                request,
-                refusal.code,
-                refusal.phrase.encode("ascii"),
-                refusal.text + "\n",
-                client,
-                refusal.reason or refusal.text,
-            )
-        offers = request.requestHeaders.getRawHeaders(b"sec-websocket-extensions")
-        if offers:
-            # Declined, not refused: see wsecho.wire.deflate.acceptable_offers.
-            kept = acceptable_offers([v.decode("latin-1") for v in offers])
-            if kept is None:
-                request.requestHeaders.removeHeader(b"sec-websocket-extensions")
-            else:
-                request.requestHeaders.setRawHeaders(
-                    b"sec-websocket-extensions", [kept.encode("latin-1")]
-                )
-        return self._upgrade_with_a_slot(request, self._client_address(request))
-
-    def upgrade_at_once(self, channel: Channel, data: bytes) -> bool:
-        """
-        Upgrade C{channel} if C{data}, its first read, holds a whole upgrade
-        request to C{/socket} that L{render} would upgrade, and the
-        connection limits (when this process decides them) give it a place:
-        Autobahn is given the request as read, without a twisted.web
-        request built for it first and written out again for Autobahn to
-        parse. L{False}, and nothing done: twisted.web reads C{data}, and
-        L{render} answers, refusals included.
-        """
-        end = data.find(b"\r\n\r\n") + 4
-        if end < 4 or end > channel.totalHeadersSize or parse_head is None:
-            return False
-        line = data[: data.find(b"\r\n")].split(b" ")
-        if len(line) != 3:
-            return False
-        method, target, version = line
-        if (
-            method != b"GET"
-            or (target != b"/socket" and not target.startswith(b"/socket?"))
-            or self._echo.link is not None  # the parent gives the places
-        ):
-            return False
-        try:
-            _, headers, counts = parse_head(data[:end])
-        except ValueError:
-            return False
-        if (
-            # Repeated, a header is joined for Autobahn by _upgrade.
-            len(counts) != sum(counts.values())
-            or len(counts) > channel.maxHeaders
-            or self._refusal(version, headers.get) is not None
-        ):
-            return False
-        offers = headers.get("sec-websocket-extensions")
-        if offers is not None and acceptable_offers([offers]) != offers:
-            return False  # render declines the offers Autobahn would refuse
-        assert channel.transport is not None
-        peer = channel.transport.getPeer()
-        client = getattr(peer, "host", None) or str(peer)
+        if self.logPath is not None:
+            super().log(request)
+            return
+        peer = getattr(request.getClientAddress(), "host", "-")
         if self._proxies is not None:
-            forwarded = headers.get(self._proxies.header)
-            client = self._proxies.client_of(client, [forwarded] if forwarded else [])
-        if self._echo.would_exceed(client) is not None:
-            return False
-        self._hand_over(channel, peer, client, data)
-        return True
-
-    def _upgrade_with_a_slot(self, request: server.Request, client: str) -> int:
-        """
-        Upgrade once the connection limits give a slot (at once, or with
-        --workers when the parent, which counts every worker's connections,
-        answers), or answer 503.
-        """
-        taken = self._echo.take_slot(client)
-        lost: list[object] = []
-        if not taken.called:
-            # The client may leave while the parent answers.
-            request.notifyFinish().addErrback(lost.append)
-
-        def answered(refusal: str | None) -> None:
-            if lost:
-                if refusal is None:
-                    self._echo.untake(client)
-                return
-            if refusal is None:
-                self._upgrade(request, client)
-                return
-            self._echo.metrics.refusals.labels(refusal.replace(" ", "_")).inc()
-            self._answer(request, self._unavailable(request, client, refusal))
-
-        def failed(reason: object) -> None:
-            if not lost:
-                self._answer(
-                    request, self._unavailable(request, client, "shutting down")
-                )
-
-        taken.addCallbacks(answered, failed)
-        return NOT_DONE_YET
-
-    @staticmethod
-    def _answer(request: server.Request, body: bytes) -> None:
-        request.setHeader(b"Content-Length", b"%d" % len(body))
-        request.write(body)
-        request.finish()
-
-    def _hand_over(self, channel: Any, peer: Any, client: str, data: bytes) -> Any:
-        """
-        Give C{channel}'s connection to a new echo protocol, with the
-        client's address decided here, and C{data} (the upgrade request) as
-        its first bytes, as Autobahn's C{WebSocketResource.render} does,
-        less the factory-wide handover of the address it cannot pass.
-        """
-        protocol = self._echo.buildProtocol(peer)
-        protocol.client_address = client
-        take_over(channel, protocol)
-        protocol.dataReceived(data)
-        return protocol
-
-    def _upgrade(self, request: server.Request, client: str) -> None:
-        """
-        Upgrade with the request twisted.web read, written out again for
-        Autobahn to parse, and what the client sent after it.
-        """
-        head = [request.method + b" " + request.uri + b" HTTP/1.1"]
-        for name, values in request.requestHeaders.getAllRawHeaders():
-            head.append(name + b": " + b",".join(values))
-        channel = request.channel
-        protocol = self._hand_over(
-            channel,
-            request.getClientAddress(),
-            client,
-            b"\r\n".join(head) + b"\r\n\r\n",
-        )
-        if isinstance(channel, Channel):
-            # Bytes read with the upgrade request go to the protocol.
-            channel.upgraded_to = protocol
-        # What the client sent after its request while it waited (for a slot
-        # from the parent): its first frames.
-        early = read_ahead(channel)
-        if early:
-            protocol.dataReceived(early)
-
-    def _unavailable(self, request: server.Request, client: str, reason: str) -> bytes:
-        request.setHeader(b"Retry-After", b"5")
-        return self._refuse(
-            request,
-            503,
-            b"Service Unavailable",
-            f"Not now: {reason}.\n",
-            client,
-            reason,
+            peer = self._proxies.client_address(peer, cast(server.Request, request))
+        agent = request.getHeader(b"user-agent")
+        line = self._format(http.datetimeToLogString(), request)
+        # The line itself is the format (a field would repeat it in the
+        # JSON log); its braces are the client's, not fields.
+        self._log.info(
+            line.replace("{", "{{").replace("}", "}}"),
+            method=request.method.decode("latin-1"),
+            path=printable(request.uri.decode("latin-1")),
+            status=request.code,
+            client=peer,
+            user_agent=printable(agent.decode("latin-1")) if agent else None,
+            bytes=request.sentLength,
         )
 
-
-class Health(Styled):
-    """
-    C{/healthz}: the process is alive. C{/readyz}: it takes new connections
-    (503 once it has begun shutting down, for load balancers).
-    """
-
-    isLeaf = True
-
-    def __init__(self, factory: EchoServerFactory, readiness: bool) -> None:
-        super().__init__()
-        self._factory = factory
-        self._readiness = readiness
-
-    def render_GET(self, request: server.Request) -> bytes:
-        request.setHeader(b"Cache-Control", b"no-store")
-        if self._readiness and not self._factory.ready:
-            return _text(request, 503, b"Service Unavailable", "shutting down\n")
-        return _text(request, 200, b"OK", "ready\n" if self._readiness else "ok\n")
+    def stopFactory(self) -> None:
+        self.context.stop()
+        super().stopFactory()
 
 
 def make_site(settings: EchoSettings) -> Site:
@@ -333,16 +93,17 @@ def make_site(settings: EchoSettings) -> Site:
     The whole HTTP service: the index at C{/}, the echo at C{/socket}, and
     the health checks at C{/healthz} and C{/readyz}.
     """
-    factory = make_factory(settings)
+    context = EchoContext(settings)
+    factory = make_factory(settings, context)
     root = Root()
     echo = EchoResource(
         factory, OriginPolicy(settings.allowed_origins), settings.trusted_proxies
     )
     root.putChild(b"socket", echo)
     if settings.metrics:
-        root.putChild(b"metrics", MetricsResource(factory.metrics, factory))
-    root.putChild(b"healthz", Health(factory, readiness=False))
-    root.putChild(b"readyz", Health(factory, readiness=True))
+        root.putChild(b"metrics", MetricsResource(context.metrics, context.registry))
+    root.putChild(b"healthz", Health(context.registry, readiness=False))
+    root.putChild(b"readyz", Health(context.registry, readiness=True))
     # twisted.web reads the upgrade request before Autobahn sees it, so the
     # opening-handshake timeout is also the deadline for a whole request,
     # which makes twisted.web's idle timeout (12 hours by default) useless.
@@ -352,7 +113,7 @@ def make_site(settings: EchoSettings) -> Site:
         options["logFormatter"] = access_log(settings.trusted_proxies)
     return Site(
         root,
-        factory,
+        context,
         request_deadline=deadline,
         close_timeout=settings.close_handshake_timeout or None,
         proxies=settings.trusted_proxies,

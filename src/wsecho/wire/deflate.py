@@ -15,6 +15,8 @@ from autobahn.websocket.compress import (
     PerMessageDeflateOfferAccept,
 )
 
+from wsecho._compat.autobahn import PayloadCorruptError
+
 EXTENSION = "permessage-deflate"
 
 # The deflate context kept per connection for compressing echoes: a
@@ -175,6 +177,29 @@ class DeflateCodec:
         if deflate.client_no_context_takeover:
             self._decompressor = zlib.decompressobj(-deflate.client_max_window_bits)
 
+    def take_failure(self) -> tuple[int, str] | None:
+        """
+        Why the last message could not be inflated (a close code and a
+        reason), once; L{None} if it could.
+        """
+        failure, self.failure = self.failure, None
+        return failure
+
+    def take_counts(self) -> tuple[int, int, int, int]:
+        """
+        The payload bytes compressed and inflated since last asked:
+        compressed in, plain in, compressed out, plain out.
+        """
+        counts = (
+            self.compressed_in,
+            self.plain_in,
+            self.compressed_out,
+            self.plain_out,
+        )
+        self.compressed_in = self.plain_in = 0
+        self.compressed_out = self.plain_out = 0
+        return counts
+
     def inflate(self, payload: bytes) -> bytes | None:
         bound = self._limit + 1
         decompressor = self._decompressor
@@ -212,14 +237,6 @@ class DeflateCodec:
         self.plain_out += len(payload)
         self.compressed_out += len(compressed)
         return compressed
-
-
-try:
-    from autobahn.exception import PayloadCorruptError
-except ImportError:  # Autobahn before 26.11 lets zlib.error through instead
-
-    class PayloadCorruptError(Exception):  # type: ignore[no-redef]
-        pass
 
 
 # What RFC 7692 7.2.2 has the sender strip from the end of a message, and

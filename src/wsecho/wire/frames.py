@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
-    create_xor_masker,
-)
+from wsecho._compat.autobahn import masker
 
 # The first byte of the frames taken here: FIN, no RSV bit, and an opcode.
 FIN_TEXT = 0x81
@@ -40,7 +38,7 @@ def unmask(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     """
     size = len(payload)
     if size > SMALL_PAYLOAD:
-        return create_xor_masker(mask, size).process(payload)  # type: ignore[no-any-return]
+        return masker(mask, size).process(payload)  # type: ignore[no-any-return]
     key = (mask * ((size + 3) >> 2))[:size]
     return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
         size, "little"

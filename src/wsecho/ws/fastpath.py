@@ -1,203 +1,143 @@
 """
 The fast path of the echo: the whole single-frame messages of a read are
-echoed by L{wsecho.wire.frames.scan} and written at once, without Autobahn's frame
-objects (compressed ones too, with permessage-deflate); anything else
-(fragments, a frame over the limit, a protocol error) goes to Autobahn's
-parser, which answers it as it would.
+echoed by L{wsecho.wire.frames.scan} and written at once, without
+Autobahn's frame objects (compressed ones too, with permessage-deflate);
+anything else (fragments, a frame over the limit, a protocol error) is
+left for Autobahn's parser, which answers it as it would.
+
+Most messages are a single frame, and Autobahn's frame machinery (a header
+object, a masker object, a UTF-8 validator object, eight callbacks and
+their debug logging) costs a 32-byte echo two thirds of its time.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from wsecho._compat import (
-    FAST_FRAMES,
-    autobahn_reads,
-    between_messages,
-    can_send_now,
-    deflate_of,
-    fail,
-    send_now,
-    traffic_seen,
-)
 from wsecho.wire.deflate import DeflateCodec
 from wsecho.wire.frames import scan
+from wsecho.ws.account import Account
 
-if TYPE_CHECKING:
-    from wsecho.ws.flow import Backpressure
-
-    _Base = Backpressure
-else:
-    _Base = object
+# What FastPath.echo returns: bytes read, bytes written, messages echoed,
+# what is left for Autobahn (None: nothing), and a failure (close code and
+# reason) or None. A plain tuple: the echo's hot path.
+Echoed = tuple[int, int, int, bytes | None, tuple[int, str] | None]
 
 
-class FastPath(_Base):
+class FastPath:
     """
-    The echo's reading and writing, between messages.
+    Bytes from the client in, echoes out, between messages.
+
+    A frame of ours cut across reads is kept until it is whole (on the
+    connection's account, bounded by the size limit) and looked at again
+    only once it is: a 16 MiB frame dripped in 1 KiB reads costs one pass,
+    not sixteen thousand.
     """
 
-    # Off where Autobahn's parser state is not what _compat knows.
-    fast_path = FAST_FRAMES
-    _tally: Any = None
-    _fast_limit = 0
-    # Autobahn's, set from the factory.
-    logOctets: bool
-    # The start of a frame the fast path waits to have whole.
-    _pending: list[bytes] | None = None
-    _pending_size = 0
-    # How many bytes _pending must have before it is looked at again.
-    _need = 0
-    # Bytes still to come of a frame dropped for the memory budget.
-    _skip = 0
-    # transport.write, or a write that sends at once (_compat.send_now).
-    _write_echo: Any = None
-    # permessage-deflate, when the connection negotiated it.
-    _codec: DeflateCodec | None = None
-
-    def start_fast_path(self, tally: Any) -> None:
-        """
-        Write at once where the transport allows it, count into C{tally}
-        (L{None}: not counted), and take frames up to the size limits.
-        """
-        transport: Any = self.transport
-        if can_send_now(transport):
-            self._write_echo = partial(send_now, transport)
-        else:
-            self._write_echo = transport.write
-        self._tally = tally
-        # The largest frame the fast path takes; Autobahn answers larger ones.
-        factory = self.factory
-        self._fast_limit = min(
-            factory.max_message_size, factory.max_frame_size or factory.max_message_size
-        )
-
-    def onOpen(self) -> None:
-        super().onOpen()
-        deflate = deflate_of(self)
-        if deflate is not None:
-            self._codec = DeflateCodec(deflate, self.factory.max_message_size)
-
-    def stop_fast_path(self) -> None:
-        """
-        Let go of the frame waited for (the rest of it, still to come, is
-        skipped) and of the transport.
-        """
-        if self._pending is not None:
-            self._skip = max(0, self._need - self._pending_size)
-            self._pending = None
-        self._codec = None
-
-    def sendData(
-        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    def __init__(
+        self,
+        write: Callable[[bytes], None],
+        account: Account,
+        limit: int,
+        tally: Any = None,
     ) -> None:
-        # What Autobahn writes itself (the handshake's answer, control
-        # frames, messages the fast path leaves) goes out at once too.
-        if (
-            sync
-            or chopsize
-            or self.send_queue
-            or self.logOctets
-            or not self._write_echo
-        ):
-            super().sendData(data, sync, chopsize)
-            return
-        self._write_echo(data)
-        if self._paused:
-            self.hold_write()
-        stats = self.trafficStats
-        if self.state == self.STATE_OPEN:
-            stats.outgoingOctetsWireLevel += len(data)
-        elif self.state == self.STATE_CONNECTING:
-            stats.preopenOutgoingOctetsWireLevel += len(data)
+        self._put = write
+        self._account = account
+        # The largest frame taken here; Autobahn answers larger ones.
+        self._limit = limit
+        # The metrics' EchoTally, or None (not counted).
+        self._tally = tally
+        # The start of a frame waited for until it is whole, its size, and
+        # how many bytes it must have before it is looked at again.
+        self._pending: list[bytes] | None = None
+        self._pending_size = 0
+        self._need = 0
+        # Bytes still to come of a frame dropped with the connection.
+        self._skip = 0
+        # permessage-deflate, when the connection negotiated it.
+        self._codec: DeflateCodec | None = None
 
-    def dataReceived(self, data: bytes) -> None:
+    def use_deflate(self, deflate: Any, max_message_size: int) -> None:
         """
-        Echo the whole single-frame messages at the start of C{data} here
-        (L{wsecho.wire.frames.scan}), and hand the rest to Autobahn.
-
-        Most messages are a single frame, and Autobahn's frame machinery (a
-        header object, a masker object, a UTF-8 validator object, eight
-        callbacks and their debug logging) costs a 32-byte echo two thirds
-        of its time. The fast path runs on an open connection, between
-        messages (with permessage-deflate too), unless the class turns it off
-        (C{fast_path}: --verbose, or an Autobahn that L{wsecho._compat}
-        does not know).
-
-        A frame of ours cut across reads is kept until it is whole (bounded
-        by the size limit and the memory budget) and looked at again only
-        once it is: a 16 MiB frame dripped in 1 KiB reads costs one pass,
-        not sixteen thousand.
+        Inflate and compress with the connection's negotiated
+        C{PerMessageDeflate}.
         """
-        if not self.fast_path:
-            autobahn_reads(self, data)
-            return
+        self._codec = DeflateCodec(deflate, max_message_size)
+
+    def whole(self, data: bytes) -> bytes | None:
+        """
+        C{data} with what was waiting before it; L{None} while a frame of
+        ours is not whole yet (or the budget closed the connection for it).
+        """
         if self._skip:
-            # The rest of a frame whose connection we closed for the budget.
+            # The rest of a frame whose connection was closed for the budget.
             if len(data) <= self._skip:
                 self._skip -= len(data)
-                return
+                return None
             data, self._skip = data[self._skip :], 0
         pending = self._pending
-        if pending is not None:
-            pending.append(data)
-            self._pending_size += len(data)
-            if not self.hold(len(data)):
-                return
-            if self._pending_size < self._need:
-                return
-            self._pending = None
-            self.release(self._pending_size)
-            # Joined once, when whole: a bytearray grown read by read would
-            # be reallocated and over-allocated on the way.
-            data = b"".join(pending)
-        if self.state != self.STATE_OPEN or not between_messages(self):
-            if self.state != self.STATE_CLOSED:
-                # Closed, Autobahn would keep what comes for ever.
-                autobahn_reads(self, data)
-            return
+        if pending is None:
+            return data
+        pending.append(data)
+        self._pending_size += len(data)
+        if not self._account.hold(len(data)) or self._pending_size < self._need:
+            return None
+        self._pending = None
+        self._account.release(self._pending_size)
+        # Joined once, when whole: a bytearray grown read by read would be
+        # reallocated and over-allocated on the way.
+        return b"".join(pending)
+
+    def echo(self, data: bytes) -> Echoed:
+        """
+        Echo the whole single-frame messages at the start of C{data} and
+        write the echoes at once; keep the start of a frame of ours that is
+        not whole; say what is left for Autobahn.
+        """
         began = perf_counter()
         codec = self._codec
-        replies, at, need, count = scan(data, self._fast_limit, self._tally, codec)
+        tally = self._tally
+        replies, at, need, count = scan(data, self._limit, tally, codec)
+        written = 0
         if replies:
             reply = b"".join(replies)
-            self._write_echo(reply)
-            if self._paused:
-                self.hold_write()
-            stats = self.trafficStats
-            stats.incomingWebSocketMessages += count
-            stats.outgoingOctetsWireLevel += len(reply)
-            stats.outgoingWebSocketMessages += count
-            if self._tally is not None and count:
-                self._tally.latency(perf_counter() - began, count)
-        if at:
-            self.trafficStats.incomingOctetsWireLevel += at
-            traffic_seen(self)
-        if codec is not None:
-            self._count_deflate(codec)
-            if codec.failure is not None:
-                code, reason = codec.failure
-                codec.failure = None
-                fail(self, code, reason)
-                return
+            written = len(reply)
+            self._put(reply)
+            if tally is not None and count:
+                tally.latency(perf_counter() - began, count)
+        if codec is not None and codec.failure is not None:
+            return at, written, count, None, codec.take_failure()
+        rest = None
         if at < len(data):
             rest = data[at:] if at else data
             if need:
                 self._need = need
                 self._pending = [rest]
                 self._pending_size = len(rest)
-                self.hold(len(rest))
-            else:
-                autobahn_reads(self, rest)
+                self._account.hold(len(rest))
+                rest = None
+        return at, written, count, rest, None
 
-    def _count_deflate(self, codec: DeflateCodec) -> None:
-        # What Autobahn counts of a compressed connection (for the
-        # compression ratio of wsecho_deflate_bytes_total).
-        stats = self.trafficStats
-        stats.incomingOctetsWebSocketLevel += codec.compressed_in
-        stats.incomingOctetsAppLevel += codec.plain_in
-        stats.outgoingOctetsWebSocketLevel += codec.compressed_out
-        stats.outgoingOctetsAppLevel += codec.plain_out
-        codec.compressed_in = codec.plain_in = 0
-        codec.compressed_out = codec.plain_out = 0
+    @property
+    def deflating(self) -> bool:
+        return self._codec is not None
+
+    def deflated(self) -> tuple[int, int, int, int]:
+        """
+        The payload bytes compressed and inflated since last asked:
+        compressed in, plain in, compressed out, plain out.
+        """
+        assert self._codec is not None
+        return self._codec.take_counts()
+
+    def stop(self) -> None:
+        """
+        Let go of the frame waited for (the rest of it, still to come, is
+        skipped) and of the deflate state.
+        """
+        if self._pending is not None:
+            self._skip = max(0, self._need - self._pending_size)
+            self._pending = None
+        self._codec = None

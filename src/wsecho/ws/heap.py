@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
 # glibc's M_MMAP_THRESHOLD (malloc.h), and the size past which wsecho wants
 # an allocation mapped on its own.
 _M_MMAP_THRESHOLD = -3
@@ -48,3 +50,31 @@ def trim() -> None:
     """
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+# How long after a large buffer was freed the heap is trimmed.
+TRIM_DELAY = 1.0
+
+
+class Trimmer:
+    """
+    Trims the heap soon after large buffers were let go of, at most once a
+    second (a trim walks the heap).
+    """
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._call: IDelayedCall | None = None
+
+    def soon(self) -> None:
+        if self._call is None:
+            self._call = self._clock.callLater(TRIM_DELAY, self._trim)
+
+    def _trim(self) -> None:
+        self._call = None
+        trim()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None

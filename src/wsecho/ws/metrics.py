@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     disable_created_metrics,
-    generate_latest,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -28,10 +25,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
-from twisted.web import server
 
 from wsecho import build_info
-from wsecho.http.pages import Styled
+from wsecho._compat.autobahn import Closing
 from wsecho.ws.budget import MemoryBudget
 
 # No *_created series: they double the series of every counter, and
@@ -248,55 +244,13 @@ class Metrics:
             registry=registry,
         )
 
-    def connection_closed(self, code: int | None, stats: Any, deflate: bool) -> None:
+    def connection_closed(self, closing: Closing, deflate: bool) -> None:
         self.connections_open.dec()
-        self.connections_closed.labels(code_label(code)).inc()
+        self.connections_closed.labels(code_label(closing.code)).inc()
         if deflate:
             for direction, compressed, plain in (
-                (
-                    "received",
-                    stats.incomingOctetsWebSocketLevel,
-                    stats.incomingOctetsAppLevel,
-                ),
-                (
-                    "sent",
-                    stats.outgoingOctetsWebSocketLevel,
-                    stats.outgoingOctetsAppLevel,
-                ),
+                ("received", closing.compressed_received, closing.plain_received),
+                ("sent", closing.compressed_sent, closing.plain_sent),
             ):
                 self.deflate.labels(direction, "compressed").inc(compressed)
                 self.deflate.labels(direction, "plain").inc(plain)
-
-
-class MetricsResource(Styled):
-    """
-    C{/metrics}: the registry in Prometheus' text format.
-    """
-
-    isLeaf = True
-
-    def __init__(self, metrics: Metrics, factory: Any = None) -> None:
-        super().__init__()
-        self._registry = metrics.registry
-        # With --workers, the factory's link to the parent, which merges
-        # every worker's metrics.
-        self._factory = factory
-
-    def render_GET(self, request: server.Request) -> Any:
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-        request.setHeader(b"Cache-Control", b"no-store")
-        link = getattr(self._factory, "link", None)
-        if link is None:
-            return generate_latest(self._registry)
-
-        def answer(text: bytes) -> None:
-            request.write(text)
-            request.finish()
-
-        def failed(reason: object) -> None:
-            request.setResponseCode(503)
-            request.write(b"the daemon's metrics are not available now\n")
-            request.finish()
-
-        link.scrape().addCallbacks(answer, failed)
-        return server.NOT_DONE_YET

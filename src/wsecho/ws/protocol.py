@@ -1,32 +1,40 @@
 """
-The echo itself: an Autobahn server protocol that sends every message back
-with its type, and the factory that holds its protocol options.
+The echo: an Autobahn server protocol that sends every message back with
+its type, and the client's close code and reason.
 
-The protocol is built from its parts: L{wsecho.wire.frames} (the fast path's
-frame scanner), L{wsecho.ws.flow} (the producer, the slow-client timer
-and the memory budget), L{wsecho.ws.lifecycle} (closing, logging, forgetting)
-and L{wsecho._compat} (the Autobahn internals the fast path needs).
+Its hooks delegate to parts that each own their state: L{FastPath} (bytes
+in, echoes out, between messages), L{FlowControl} (the transport's
+producer and the slow-client timer), L{Account} (what the connection holds
+on the process's memory budget) and L{CloseReport} (the summary the close
+line and the metrics read). What it needs of Autobahn beyond Autobahn's
+public hooks goes through L{wsecho._compat.autobahn}.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, cast
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.exception import Disconnected
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOfferAccept
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from wsecho._compat import MessageTooBig, QuickOptions, allow_close_code
-from wsecho.daemon.logs import printable
-from wsecho.settings import EchoSettings
-from wsecho.wire.deflate import accept_deflate
-from wsecho.ws.factory import EchoServerFactory
+from wsecho._compat import autobahn
+from wsecho._compat.twisted import can_send_now, send_now
+from wsecho.text import printable
+from wsecho.ws.account import Account
 from wsecho.ws.fastpath import FastPath
-from wsecho.ws.flow import Backpressure
-from wsecho.ws.lifecycle import Lifecycle
+from wsecho.ws.flow import FlowControl
+from wsecho.ws.report import CloseReport, Described
+
+if TYPE_CHECKING:
+    from wsecho.ws.factory import EchoServerFactory
 
 # How many chunks of a message are kept apart before they are folded into
 # one buffer (see EchoServerProtocol.onMessageFrame).
@@ -36,30 +44,126 @@ FOLD_CHUNKS = 64
 VERBOSE_PREVIEW = 120
 
 # Close codes of our own making.
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 TRY_AGAIN_LATER = 1013
 # Registered with IANA (bad gateway), and valid in a close frame; Autobahn's
 # list ends at 1013 and fails a peer that sends it with 1002.
 BAD_GATEWAY = 1014
-allow_close_code(BAD_GATEWAY)
+autobahn.allow_close_code(BAD_GATEWAY)
 
 
-class EchoServerProtocol(  # type: ignore[misc]
-    FastPath,
-    Lifecycle,
-    Backpressure,
-    QuickOptions,
-    MessageTooBig,
-    WebSocketServerProtocol,
-):
+class EchoServerProtocol(autobahn.ServerProtocol):
     """
     Send every message back as it came: text as text, binary as binary.
     """
 
-    _began = 0.0
+    _log = Logger()
+    factory: EchoServerFactory
+    # Off where Autobahn's parser state is not what _compat knows, and for
+    # --verbose (every message then goes through Autobahn's onMessage).
+    fast_path = autobahn.FAST_FRAMES
     # The client's address as logged and counted for the per-address
     # limit: the peer's, or the one a trusted proxy forwarded.
     client_address = "-"
+
+    # The parts, made when the connection is made.
+    account: Account | None = None
+    flow: FlowControl | None = None
+    fast: FastPath | None = None
+
+    # When the WebSocket opened (None: it never did), and when the current
+    # message began (for the latency of messages Autobahn assembles).
+    _opened_at: float | None = None
+    _began = 0.0
+    # Aborts a connection we closed that its peer keeps open (TLS waits for
+    # the peer's close_notify, which may never come).
+    _abort_timer: IDelayedCall | None = None
+
+    # --- the connection -----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        factory = self.factory
+        context = factory.context
+        settings = factory.settings
+        budget = context.budget if context.budget.limit else None
+        self.account = Account(budget, self._evicted)
+        transport: Any = self.transport
+        self.flow = FlowControl(
+            transport,
+            self.account,
+            context.clock,
+            settings.slow_client_timeout,
+            self._too_slow,
+        )
+        self.flow.start()
+        if can_send_now(transport):
+            # What is written goes out at once, the fast path's echoes and
+            # Autobahn's frames alike (see send_now).
+            write: Any = partial(send_now, transport)
+        else:
+            write = transport.write
+        self.write_now = self._writer(write, self.flow)
+        if self.fast_path:
+            self.fast = FastPath(
+                self.write_now,
+                self.account,
+                min(
+                    settings.max_message_size,
+                    settings.max_frame_size or settings.max_message_size,
+                ),
+                factory.tally,
+            )
+        context.registry.connected(self)
+
+    @staticmethod
+    def _writer(write: Any, flow: FlowControl) -> Any:
+        def write_now(data: bytes) -> None:
+            write(data)
+            if flow.paused:
+                flow.wrote()
+
+        return write_now
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Echo the whole single-frame messages at the start of C{data} on the
+        fast path, and hand the rest to Autobahn. The fast path runs on an
+        open connection, between messages (with permessage-deflate too).
+        """
+        fast = self.fast
+        if fast is None:
+            autobahn.read(self, data)
+            return
+        whole = fast.whole(data)
+        if whole is None:
+            return
+        if not autobahn.state_open(self) or not autobahn.between_messages(self):
+            if not autobahn.state_closed(self):
+                autobahn.read(self, whole)
+            return
+        read, written, count, rest, failure = fast.echo(whole)
+        if read:
+            autobahn.count_fast(self, read, written, count)
+            autobahn.traffic_seen(self)
+        if fast.deflating:
+            autobahn.count_deflate(self, *fast.deflated())
+        if failure is not None:
+            autobahn.fail(self, *failure)
+        elif rest is not None:
+            autobahn.read(self, rest)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            # Whatever onClose did: a connection not forgotten would hold a
+            # slot, and a shutdown, for ever.
+            self._forget()
+
+    # --- Autobahn's hooks ---------------------------------------------------
 
     def perMessageCompressionAccept(
         self, offers: Sequence[Any]
@@ -70,107 +174,67 @@ class EchoServerProtocol(  # type: ignore[misc]
         if accept is None:
             return None
         header = self.http_headers.get("sec-websocket-extensions")
-        return cast(PerMessageDeflateOfferAccept | None, accept(offers, header))
+        return accept(offers, header)
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # The first of the client's offers we speak, in the client's order of
         # preference; a client that offers nothing (or nothing we know) still
         # gets a connection without a subprotocol.
+        subprotocols = self.factory.settings.subprotocols
         for protocol in request.protocols:
-            if protocol in self.factory.subprotocols:
+            if protocol in subprotocols:
                 return protocol  # type: ignore[no-any-return]
         return None
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.take_producer()
-        factory = self.factory
-        factory.connected(self)
-        self.start_fast_path(factory.metrics.echoes if factory.counted else None)
-
-    def onMessageFrame(self, payload: Any) -> None:  # a frame's chunks
-        # Autobahn keeps a message as a list of its frames' chunks, some
-        # 40 bytes each on top of their payload even when empty: a message
-        # sent as millions of tiny fragments would take many times its size
-        # (the size limit counts payload only). Past a few chunks, fold them
-        # into one buffer, so that memory follows the payload.
-        if self.failedByMe:
-            return
-        chunks: list[Any] = self.message_data
-        chunks.extend(payload)
-        if len(chunks) > FOLD_CHUNKS:
-            head = chunks[0]
-            if not isinstance(head, bytearray):
-                head = bytearray(head)
-            for chunk in chunks[1:]:
-                head += chunk
-            chunks[:] = [head]
+    def onOpen(self) -> None:
+        # Logged when the connection closes, in one line with the rest (a
+        # log line costs a handshake a tenth of its time); --verbose logs
+        # the opening too.
+        self._opened_at = time.monotonic()
+        deflate = autobahn.deflate_of(self)
+        if self.fast is not None and deflate is not None:
+            self.fast.use_deflate(deflate, self.factory.settings.max_message_size)
 
     def onMessageBegin(self, isBinary: bool) -> None:
-        if self._tally is not None:
+        if self.factory.tally is not None:
             self._began = time.perf_counter()
         super().onMessageBegin(isBinary)
+
+    def onMessageFrame(self, payload: Any) -> None:
+        # A message sent as millions of tiny fragments would otherwise take
+        # many times its size (the size limit counts payload only).
+        autobahn.fold_chunks(self, payload, FOLD_CHUNKS)
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        # What Autobahn keeps of an unfinished message, after inflation.
+        if autobahn.failed(self):
+            return
+        assert self.account is not None
+        if self.account.hold_message(len(payload)):
+            super().onMessageFrameData(payload)
 
     def onMessageEnd(self) -> None:
         super().onMessageEnd()
         # The message has been echoed (or refused): it is the write buffer's
         # now, counted there if the client does not read it.
-        if self._held_message:
-            self.release(self._held_message)
-            self._held_message = 0
+        if self.account is not None:
+            self.account.message_done()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.echo(payload, isBinary)
-        tally = self._tally
-        if tally is None or self.state != self.STATE_OPEN:
+        self._echo(payload, isBinary)
+        tally = self.factory.tally
+        if tally is None or not autobahn.state_open(self):
             return  # not counted, refused, or after our close frame
         tally.message(isBinary, len(payload))
         tally.latency(time.perf_counter() - self._began)
 
-    def evict(self) -> None:
-        """
-        The memory budget needs what this connection holds: drop it, and
-        close with 1013 (try again later), or at once if the client is not
-        reading (a close frame would only wait behind its echoes).
-        """
-        self._log.info(
-            "closing {client}: memory budget of {budget} bytes reached",
-            client=self.client_address,
-            budget=self.factory.budget.limit,
-        )
-        self.drop_buffers()
-        if self._paused or self.state != self.STATE_OPEN:
-            self.wasClean = False
-            self.wasNotCleanReason = "memory budget reached"
-            self.dropConnection(abort=True)
-            return
-        self.failedByMe = True  # Autobahn ignores the rest of the message
-        self.sendCloseFrame(
-            code=TRY_AGAIN_LATER, reasonUtf8=b"server busy", isReply=False
-        )
-
-    def drop_buffers(self) -> None:
-        self.stop_fast_path()
-        self.message_data = []
-        self.frame_data = []
-        self.release_all()
-
-    def onMessageFrameData(self, payload: bytes) -> None:
-        # What Autobahn keeps of an unfinished message, after inflation.
-        if self.failedByMe:
-            return
-        self._held_message += len(payload)
-        if self.hold(len(payload)):
-            super().onMessageFrameData(payload)
-
-    def echo(self, payload: bytes, isBinary: bool) -> None:
-        if len(payload) > self.factory.max_message_size:
-            # See make_factory: Autobahn may hand over a compressed message
-            # cut to its budget, one byte over our limit.
-            reason = f"message over {self.factory.max_message_size} bytes"
-            self.sendCloseFrame(
-                code=MESSAGE_TOO_BIG, reasonUtf8=reason.encode(), isReply=False
-            )
+    def _echo(self, payload: bytes, isBinary: bool) -> None:
+        limit = self.factory.settings.max_message_size
+        if len(payload) > limit:
+            # See EchoServerFactory: Autobahn may hand over a compressed
+            # message cut to its limit, one byte over ours.
+            reason = f"message over {limit} bytes"
+            autobahn.close(self, MESSAGE_TOO_BIG, reason.encode())
             return
         try:
             self.sendMessage(payload, isBinary)
@@ -179,23 +243,158 @@ class EchoServerProtocol(  # type: ignore[misc]
             # down, or a limit hit): RFC 6455 allows no data after it.
             pass
 
-    def too_big(self, limit: int) -> tuple[int, str]:
-        # Autobahn's limit is one byte over ours (see make_factory), unless
-        # it was the frame's.
-        if limit != self.factory.max_frame_size:
-            limit = self.factory.max_message_size
-        return limit, f"message over {limit} bytes"
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        opened_at = self._opened_at
+        if opened_at is None:
+            self._log.info(
+                "handshake failed {peer}: {reason}",
+                peer=self.peer,
+                client=self.client_address,
+                reason=autobahn.not_clean_reason(self),
+            )
+            return
+        # The seed printed the peer's close code and reason; so do we.
+        report = CloseReport.of(
+            self.described(),
+            autobahn.closing(self, reason),
+            time.monotonic() - opened_at,
+        )
+        self._log.info(
+            "close {peer} {summary}", summary=report.line(), **report.fields()
+        )
 
-    def failHandshake(
-        self, reason: str, code: int = 400, responseHeaders: Any = None
-    ) -> None:
-        # Autobahn's reason may quote the client's headers; it goes into its
-        # log lines and the answer's status line: without control characters.
-        super().failHandshake(printable(reason), code, responseHeaders)
+    def websocket_closed(self, abort: bool) -> None:
+        """
+        The WebSocket is closed (or failed): its connection slot is free now,
+        not when the peer closes TCP, which a TLS peer may never do (Twisted
+        waits for its close_notify). A connection still open
+        C{--close-handshake-timeout} seconds later is aborted.
+        """
+        self._count_closed()
+        timeout = self.factory.settings.close_handshake_timeout
+        if not abort and timeout and self._abort_timer is None:
+            self._abort_timer = self.factory.context.clock.callLater(
+                timeout, self._abort_late
+            )
+
+    # --- what the server decides -------------------------------------------
+
+    def described(self) -> Described:
+        """
+        What the log says of a connection: where from, and what was agreed.
+        """
+        return Described(
+            peer=self.peer or "-",
+            client=self.client_address,
+            origin=printable(self.http_headers.get("origin", "-")),
+            subprotocol=self.websocket_protocol_in_use or "-",
+            extensions=",".join(
+                e.EXTENSION_NAME for e in self.websocket_extensions_in_use
+            )
+            or "-",
+        )
+
+    def going_away(self, code: int = GOING_AWAY) -> None:
+        """
+        The server is shutting down: start the closing handshake with
+        C{code} (1001, going away, or 1012, service restart), or drop a
+        connection still in its opening handshake.
+        """
+        if autobahn.state_open(self):
+            reason = b"server restarting" if code == 1012 else b"server shutting down"
+            autobahn.close(self, code, reason)
+        elif autobahn.state_connecting(self):
+            autobahn.drop(self, abort=True)
+
+    def abort(self) -> None:
+        """
+        Drop the connection at once (a shutdown that waited long enough).
+        """
+        autobahn.drop(self, abort=True)
+
+    def _evicted(self) -> None:
+        """
+        The memory budget needs what this connection holds: drop it, and
+        close with 1013 (try again later), or at once if the client is not
+        reading (a close frame would only wait behind its echoes).
+        """
+        self._log.info(
+            "closing {client}: memory budget of {budget} bytes reached",
+            client=self.client_address,
+            budget=self.factory.context.budget.limit,
+        )
+        self._drop_buffers()
+        assert self.flow is not None
+        if self.flow.paused or not autobahn.state_open(self):
+            autobahn.drop(self, abort=True, why="memory budget reached")
+            return
+        autobahn.close(self, TRY_AGAIN_LATER, b"server busy", ignore_rest=True)
+
+    def _too_slow(self) -> None:
+        self._log.info(
+            "closing {client}: it did not read its echoes for {timeout} s",
+            client=self.client_address,
+            timeout=self.factory.settings.slow_client_timeout,
+        )
+        if autobahn.state_open(self):
+            autobahn.close(self, POLICY_VIOLATION, b"client too slow")
+            # Read again, to see the client's close frame should it catch
+            # up; messages after our close frame are not echoed.
+            assert self.flow is not None
+            self.flow.read_again()
+        else:
+            autobahn.drop(self, abort=True)
+
+    def _abort_late(self) -> None:
+        self._abort_timer = None
+        if self.transport is not None:
+            self._log.info(
+                "{peer}: connection still open {timeout} s after the WebSocket "
+                "closed: aborted",
+                peer=self.peer,
+                client=self.client_address,
+                timeout=self.factory.settings.close_handshake_timeout,
+            )
+            cast(Any, self.transport).abortConnection()
+
+    def _count_closed(self) -> None:
+        # Once: the slot is free, and the metrics count the close.
+        context = self.factory.context
+        if not context.registry.closed(self):
+            return
+        metrics = context.metrics
+        if self._opened_at is not None:
+            metrics.connection_closed(
+                autobahn.closing(self), bool(self.websocket_extensions_in_use)
+            )
+        else:
+            metrics.connections_open.dec()
+            metrics.refusals.labels("bad_handshake").inc()
+
+    def _drop_buffers(self) -> None:
+        if self.fast is not None:
+            self.fast.stop()
+        autobahn.drop_message(self)
+        if self.account is not None:
+            self.account.close()
 
     def _forget(self) -> None:
-        super()._forget()
-        self._write_echo = None  # it holds the transport
+        # Nothing of a closed connection stays: its buffers, timers and zlib
+        # objects go now, and the references that would keep this protocol
+        # in a cycle until a full garbage collection go with them.
+        self._count_closed()
+        self.factory.context.registry.forget(self)
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        self._drop_buffers()
+        autobahn.forget(self)
+        if self.flow is not None:
+            self.flow.forget()
+        # The parts and the writer hold the transport and this protocol.
+        self.account = self.flow = self.fast = None
+        self.write_now = None
+        self.transport = None
 
 
 class VerboseEchoServerProtocol(EchoServerProtocol):
@@ -213,7 +412,7 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
         self._log.info(
             "open {peer} client={client} origin={origin} "
             "subprotocol={subprotocol} extensions={extensions}",
-            **self.described(),
+            **self.described().fields(),
         )
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -229,61 +428,3 @@ class VerboseEchoServerProtocol(EchoServerProtocol):
             more="..." if len(payload) > VERBOSE_PREVIEW else "",
         )
         super().onMessage(payload, isBinary)
-
-
-def make_factory(settings: EchoSettings) -> EchoServerFactory:
-    """
-    Build the Autobahn factory for the echo at C{/socket}.
-
-    The URL is left out: the listening port is not known before listening,
-    and the Host header is checked by the origin policy instead.
-    """
-    factory = EchoServerFactory(url=None, server="wsecho")
-    factory.protocol = (
-        VerboseEchoServerProtocol if settings.verbose else EchoServerProtocol
-    )
-    # --verbose counts messages even with --no-metrics: it is slow anyway.
-    factory.counted = settings.metrics or settings.verbose
-    factory.subprotocols = tuple(settings.subprotocols)
-    # Autobahn bounds inflation by its message size limit, but when the
-    # inflater stops exactly at that limit in the middle of a run it passes
-    # the message on cut short instead of refusing it. So Autobahn gets one
-    # byte more than our limit, and the echo refuses anything over the limit
-    # itself: a cut message is then always one byte over, never echoed.
-    factory.max_message_size = settings.max_message_size
-    factory.max_frame_size = settings.max_frame_size
-    factory.slow_client_timeout = settings.slow_client_timeout
-    factory.max_connections = settings.max_connections
-    factory.max_connections_per_ip = settings.max_connections_per_ip
-    factory.budget.limit = settings.memory_budget
-    budget = settings.max_message_size + 1
-    factory.accept_deflate = accept_deflate(budget) if settings.compression else None
-    factory.setProtocolOptions(
-        # GET /socket is answered by the resource, not by a status page
-        # that names library versions.
-        webStatus=False,
-        # Send the close frame (1002, 1007, 1009) before dropping a peer
-        # that broke the protocol, as RFC 6455 asks.
-        failByDrop=False,
-        maxMessagePayloadSize=budget,
-        maxFramePayloadSize=settings.max_frame_size,
-        # The opening handshake's deadline is the channel's (the same
-        # setting, from the TCP connection: see wsecho.http.site.make_site). The
-        # request is whole when Autobahn gets the connection, and answered
-        # in the same call: a timer of its own would only be started and
-        # cancelled (2.6 us a handshake, by timeit).
-        openHandshakeTimeout=0,
-        closeHandshakeTimeout=settings.close_handshake_timeout,
-        autoPingInterval=settings.ping_interval,
-        autoPingTimeout=settings.ping_timeout,
-        tcpNoDelay=True,
-        # An echo echoes the client's close code and reason too (RFC 6455
-        # 5.5.1: "typically echoes the status code it received").
-        echoCloseCodeReason=True,
-        # Origins are checked by wsecho.http.site.EchoResource, which answers 403.
-        # Both must be given together: a call that omits allowNullOrigin
-        # resets it.
-        allowedOrigins=["*"],
-        allowNullOrigin=True,
-    )
-    return factory

@@ -373,10 +373,10 @@ def worker_service(
 
     site = make_site(options.settings())
     if control is not None:
-        echo = site.echo_factory
-        link = ParentLink(lambda: echo.metrics.registry)
+        context = site.context
+        link = ParentLink(lambda: context.metrics.registry)
         StandardIO(link, stdin=0, stdout=control, reactor=reactor)  # type: ignore[call-arg]
-        echo.link = link
+        context.registry.link = link
     service = EchoService.from_options(site, options, reactor)
     for fd, description in zip(fds, options["listen"], strict=True):
         factory: Any = site

@@ -1,0 +1,465 @@
+"""
+Autobahn's state and hooks that are not its public API, each with why, read
+and written here and nowhere else in wsecho.
+
+Autobahn's public API is its interfaces (C{IWebSocketChannel} and the frame
+and streaming ones in L{autobahn.websocket.interfaces}), the protocol
+options, and a connection's negotiated values (C{peer}, C{http_headers},
+C{websocket_protocol_in_use}, C{websocket_extensions_in_use}). Everything
+else the echo needs (its parser's state, its close bookkeeping, its
+traffic counters, its timers) is reached through the functions here and
+L{ServerProtocol}, the base of the echo's protocol.
+
+L{MISSING} names the shortcuts whose names the installed Autobahn does not
+have (or no longer uses); each then takes the public path: Autobahn's own
+frame parser and option copying, and a twisted.web request for every
+upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket import protocol as autobahn_protocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
+    create_xor_masker,
+)
+
+from wsecho.text import printable
+
+try:
+    from autobahn.exception import PayloadCorruptError as PayloadCorruptError
+except ImportError:  # Autobahn before 26.11 lets zlib.error through instead
+
+    class PayloadCorruptError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+def _uses(function: Any, *names: str) -> bool:
+    code = getattr(function, "__code__", None)
+    return code is not None and all(n in code.co_names for n in names)
+
+
+def _refuses(parse: Any, head: bytes) -> bool:
+    try:
+        parse(head)
+    except ValueError:
+        return True
+    except Exception:  # gone, or no longer a parser
+        return False
+    return False
+
+
+def _missing() -> list[str]:
+    needs = {
+        # The parser's state (the fast path: read, between_messages, ...).
+        "frames": all(
+            hasattr(WebSocketProtocol, n)
+            for n in ("_dataReceived", "_cancelAutoPingTimeoutCall", "_fail_connection")
+        )
+        and _uses(WebSocketProtocol.processData, "current_frame", "inside_message")
+        and _uses(WebSocketProtocol._connectionMade, "_perMessageCompress"),
+        # The per-connection option copy (ServerProtocol._connectionMade).
+        "options": hasattr(WebSocketServerProtocol, "CONFIG_ATTRS")
+        and hasattr(WebSocketProtocol, "_connectionMade"),
+        # The 1009 hook and the close-code table.
+        "limits": hasattr(WebSocketProtocol, "_max_message_size_exceeded")
+        and isinstance(
+            getattr(WebSocketProtocol, "CLOSE_STATUS_CODES_ALLOWED", None), list
+        ),
+        # The HTTP head parser (parse_head), documented as internal, strict
+        # (from 26.11.1: a bare LF refused, as twisted.web does).
+        "handshake": _refuses(
+            getattr(autobahn_protocol, "parseHttpHeader", None),
+            b"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n",
+        ),
+    }
+    return sorted(f"autobahn {name}" for name, ok in needs.items() if not ok)
+
+
+MISSING = _missing()
+FAST_FRAMES = "autobahn frames" not in MISSING
+
+# The C masker (wsecho.wire.frames unmasks large payloads with it).
+masker = create_xor_masker
+
+# Autobahn's parse of a request's head (as its handshake parses it; strict:
+# ValueError for what it refuses) for the upgrade at once: the request
+# line, the headers by lower-case name, and how often each came.
+parse_head = (
+    None if "autobahn handshake" in MISSING else autobahn_protocol.parseHttpHeader
+)
+
+
+# --- close codes ---------------------------------------------------------------
+
+
+def allow_close_code(code: int) -> None:
+    """
+    Let peers close with C{code}. Autobahn checks a received close code
+    against the class attribute C{WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED}
+    by name, so a subclass cannot extend it: the list itself is extended,
+    for every Autobahn protocol in the process.
+    """
+    allowed = getattr(WebSocketProtocol, "CLOSE_STATUS_CODES_ALLOWED", None)
+    if isinstance(allowed, list) and code not in allowed:
+        allowed.append(code)
+
+
+def close_frame_error(code: int | None, reason: bytes | None) -> tuple[int, str] | None:
+    """
+    What is wrong with a received close frame (RFC 6455 7.4.1 and 5.5.1):
+    the close code to fail the connection with and why, or L{None}. Codes
+    under 3000 are checked against the table Autobahn checks.
+    """
+    allowed = getattr(WebSocketProtocol, "CLOSE_STATUS_CODES_ALLOWED", ())
+    if code is not None and (
+        code < 1000 or code >= 5000 or (code < 3000 and code not in allowed)
+    ):
+        return 1002, f"invalid close code {code}"
+    if reason and not reason.isascii():
+        try:
+            reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return 1007, "invalid close reason (non-UTF8 payload)"
+    return None
+
+
+# --- the protocol ----------------------------------------------------------------
+
+
+class ServerProtocol(WebSocketServerProtocol):
+    """
+    Autobahn's server protocol with its private hooks given wsecho's
+    meaning: the base of L{wsecho.ws.protocol.EchoServerProtocol}, which
+    overrides public hooks only.
+
+    Its subclass may set L{write_now}: what Autobahn writes itself (the
+    handshake's answer, control frames, the messages the fast path leaves)
+    then goes out through it, unless Autobahn is queueing or logging.
+    """
+
+    write_now: Callable[[bytes], None] | None = None
+
+    def websocket_closed(self, abort: bool) -> None:
+        """
+        Called once, when the WebSocket is closed (or failed) and Autobahn
+        closes the TCP connection (C{abort}: at once), which may stay open a
+        while (a TLS peer's close_notify). Autobahn's pings are stopped by
+        then.
+        """
+
+    def _connectionMade(self) -> None:
+        # Autobahn copies the factory's options onto each new protocol, then
+        # pretty-prints them all for a debug message that is built whether
+        # debug logging is on or not: a quarter of a handshake's time. They
+        # are copied here instead, read from the factory at every connection
+        # (a later setProtocolOptions applies), leaving Autobahn nothing to
+        # copy or print.
+        if "autobahn options" in MISSING:
+            super()._connectionMade()
+            return
+        factory = self.factory
+        cls = type(self)
+        this: Any = self
+        this.__dict__.update(
+            {n: getattr(factory, n) for n in cls.CONFIG_ATTRS if not hasattr(cls, n)}
+        )
+        this.CONFIG_ATTRS = ()
+        try:
+            super()._connectionMade()
+        finally:
+            del this.CONFIG_ATTRS
+
+    def _max_message_size_exceeded(
+        self, msg_size: int, max_msg_size: int, reason: str
+    ) -> None:
+        # Autobahn is given one byte more than the echo's message limit
+        # (see wsecho.ws.factory.make_factory): the reason names the echo's,
+        # unless the limit hit was the frame's.
+        this: Any = self
+        limit = max_msg_size
+        if limit != this.maxFramePayloadSize:
+            limit = this.maxMessagePayloadSize - 1
+        super()._max_message_size_exceeded(
+            msg_size, limit, f"message over {limit} bytes"
+        )
+
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    ) -> None:
+        write = self.write_now
+        this: Any = self
+        if write is None or sync or chopsize or this.send_queue or this.logOctets:
+            super().sendData(data, sync, chopsize)
+            return
+        write(data)
+        stats = self.trafficStats
+        if self.state == self.STATE_OPEN:
+            stats.outgoingOctetsWireLevel += len(data)
+        elif self.state == self.STATE_CONNECTING:
+            stats.preopenOutgoingOctetsWireLevel += len(data)
+
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
+    ) -> None:
+        # Autobahn's reason may quote the client's headers; it goes into its
+        # log lines and the answer's status line: without control characters.
+        super().failHandshake(printable(reason), code, responseHeaders)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> bool | None:
+        """
+        A close frame that opens a closing handshake with a bad code or
+        reason fails the connection, and the TCP connection is closed in
+        order once our close frame is written. Autobahn would take the bad
+        frame for the answer to its own close frame and abort: the client,
+        writing its answer, would meet a reset instead.
+        """
+        if self.state == self.STATE_OPEN:
+            error = close_frame_error(code, reasonRaw)
+            if error is not None:
+                self._fail_connection(*error)
+                self.dropConnection(abort=False)
+                return True
+        # Autobahn's annotations say int and bytes; it passes None for a
+        # close frame without a code.
+        return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
+
+    def dropConnection(self, abort: bool = False) -> None:
+        # The WebSocket is closed: its pings stop now, not when the peer
+        # closes TCP, and the subclass hears of it once.
+        closing = self.state != self.STATE_CLOSED
+        super().dropConnection(abort)
+        if closing:
+            for name in ("autoPingPendingCall", "autoPingTimeoutCall"):
+                call = getattr(self, name)
+                if call is not None:
+                    call.cancel()
+                    setattr(self, name, None)
+            self.websocket_closed(abort)
+
+
+# --- state and actions, for the echo's parts ------------------------------------
+
+# How much of a read Autobahn's parser is given at a time (see read).
+AUTOBAHN_SLICE = 16 * 1024
+
+
+def read(protocol: Any, data: bytes) -> None:
+    """
+    Hand C{data} to Autobahn's parser, bypassing the protocol's own
+    C{dataReceived} (the fast path's) that would hand it back.
+
+    In slices: Autobahn's parser copies what follows a frame out of its
+    buffer after each frame, which makes a read of many small frames (a
+    message in 64-byte fragments) cost the square of its size; with
+    256 KiB reads, 4 MiB in 64-byte fragments took 1.3 s against 1.0 s for
+    Autobahn's own echo with Twisted's 64 KiB reads.
+    """
+    if len(data) <= AUTOBAHN_SLICE:
+        protocol._dataReceived(data)
+        return
+    closed = protocol.STATE_CLOSED
+    for at in range(0, len(data), AUTOBAHN_SLICE):
+        if protocol.state == closed:
+            return  # Autobahn would keep what comes for ever
+        protocol._dataReceived(data[at : at + AUTOBAHN_SLICE])
+
+
+def state_open(protocol: Any) -> bool:
+    return bool(protocol.state == protocol.STATE_OPEN)
+
+
+def state_connecting(protocol: Any) -> bool:
+    return bool(protocol.state == protocol.STATE_CONNECTING)
+
+
+def state_closed(protocol: Any) -> bool:
+    # Closed for good: Autobahn keeps what it is handed then, for ever.
+    return bool(protocol.state == protocol.STATE_CLOSED)
+
+
+def between_messages(protocol: Any) -> bool:
+    # Autobahn's parser holds nothing: the fast path may take what comes.
+    return not (
+        protocol.data or protocol.current_frame is not None or protocol.inside_message
+    )
+
+
+def failed(protocol: Any) -> bool:
+    # The connection was failed by us: Autobahn ignores the rest of the
+    # message (and so does the echo).
+    return bool(protocol.failedByMe)
+
+
+def deflate_of(protocol: Any) -> Any:
+    # The connection's PerMessageDeflate (its methods are public), or None.
+    return protocol._perMessageCompress
+
+
+def fail(protocol: Any, code: int, reason: str) -> None:
+    # Fail the connection with code, as Autobahn's parser does for an error.
+    protocol._fail_connection(code, reason)
+
+
+def close(protocol: Any, code: int, reason: bytes, ignore_rest: bool = False) -> None:
+    """
+    Start the closing handshake with C{code}, which may be one that
+    C{sendClose} refuses (it reserves 1001, 1009, 1012, 1013... for
+    endpoints); with C{ignore_rest}, the rest of the message under way is
+    ignored, as for a failure.
+    """
+    if ignore_rest:
+        protocol.failedByMe = True
+    protocol.sendCloseFrame(code=code, reasonUtf8=reason, isReply=False)
+
+
+def drop(protocol: Any, abort: bool = False, why: str | None = None) -> None:
+    # Close TCP (at once with abort); why: the log's reason for an unclean
+    # close that we decided.
+    if why is not None:
+        protocol.wasClean = False
+        protocol.wasNotCleanReason = why
+    protocol.dropConnection(abort=abort)
+
+
+def traffic_seen(protocol: Any) -> None:
+    # The fast path read from the peer: a ping timeout that restarts on any
+    # traffic is cancelled, as Autobahn's parser would.
+    if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
+        protocol._cancelAutoPingTimeoutCall()
+
+
+def count_fast(protocol: Any, read: int, written: int, messages: int) -> None:
+    # What the fast path read and echoed, in Autobahn's traffic counters
+    # (the close line and the metrics read them).
+    stats = protocol.trafficStats
+    stats.incomingOctetsWireLevel += read
+    if messages:
+        stats.incomingWebSocketMessages += messages
+        stats.outgoingWebSocketMessages += messages
+    stats.outgoingOctetsWireLevel += written
+
+
+def count_deflate(
+    protocol: Any,
+    compressed_in: int,
+    plain_in: int,
+    compressed_out: int,
+    plain_out: int,
+) -> None:
+    # What Autobahn counts of a compressed connection (the compression
+    # ratio of wsecho_deflate_bytes_total).
+    stats = protocol.trafficStats
+    stats.incomingOctetsWebSocketLevel += compressed_in
+    stats.incomingOctetsAppLevel += plain_in
+    stats.outgoingOctetsWebSocketLevel += compressed_out
+    stats.outgoingOctetsAppLevel += plain_out
+
+
+def fold_chunks(protocol: Any, payload: list[Any], most: int) -> None:
+    """
+    Add a frame's chunks to the message Autobahn keeps (a list of chunks,
+    some 40 bytes each on top of their payload even when empty); past
+    C{most} chunks, fold them into one buffer, so that memory follows the
+    payload.
+    """
+    if protocol.failedByMe:
+        return
+    chunks: list[Any] = protocol.message_data
+    chunks.extend(payload)
+    if len(chunks) > most:
+        head = chunks[0]
+        if not isinstance(head, bytearray):
+            head = bytearray(head)
+        for chunk in chunks[1:]:
+            head += chunk
+        chunks[:] = [head]
+
+
+def drop_message(protocol: Any) -> None:
+    # Let go of the message and frame Autobahn holds.
+    protocol.message_data = []
+    protocol.frame_data = []
+
+
+class Closing(NamedTuple):
+    """
+    How a connection's WebSocket ended, from Autobahn's bookkeeping.
+    """
+
+    # The close code of whoever closed first (None: dropped without one).
+    code: int | None
+    # Our own close reason when we closed first, else the peer's.
+    reason: str
+    by_server: bool
+    clean: bool
+    # Why it was not clean, when it was not.
+    not_clean_reason: str | None
+    messages_received: int
+    messages_sent: int
+    wire_received: int
+    wire_sent: int
+    # permessage-deflate: payload bytes compressed and plain, each way.
+    compressed_received: int
+    plain_received: int
+    compressed_sent: int
+    plain_sent: int
+
+
+def closing(protocol: Any, reason: str | None = None) -> Closing:
+    """
+    How C{protocol}'s WebSocket ended (or stands); C{reason} is the peer's
+    as Autobahn gave it to C{onClose}.
+    """
+    stats = protocol.trafficStats
+    by_me = bool(protocol.closedByMe)
+    if by_me:
+        code = protocol.localCloseCode
+        reason = (protocol.localCloseReason or b"").decode("utf-8", "replace")
+    else:
+        code = protocol.remoteCloseCode
+    return Closing(
+        code=code,
+        reason=reason or "",
+        # The server ended it: it sent the first close frame, or dropped the
+        # connection without a clean close (a timeout, the budget).
+        by_server=by_me or (bool(protocol.droppedByMe) and not protocol.wasClean),
+        clean=bool(protocol.wasClean),
+        not_clean_reason=protocol.wasNotCleanReason,
+        messages_received=stats.incomingWebSocketMessages,
+        messages_sent=stats.outgoingWebSocketMessages,
+        wire_received=stats.incomingOctetsWireLevel,
+        wire_sent=stats.outgoingOctetsWireLevel,
+        compressed_received=stats.incomingOctetsWebSocketLevel,
+        plain_received=stats.incomingOctetsAppLevel,
+        compressed_sent=stats.outgoingOctetsWebSocketLevel,
+        plain_sent=stats.outgoingOctetsAppLevel,
+    )
+
+
+def not_clean_reason(protocol: Any) -> str | None:
+    # Why the connection did not close cleanly (a failed handshake's).
+    return protocol.wasNotCleanReason  # type: ignore[no-any-return]
+
+
+def forget(protocol: Any) -> None:
+    """
+    Drop what Autobahn holds of a closed connection: its closing-handshake
+    timer (left running when the peer drops the connection first, it would
+    hold the protocol for --close-handshake-timeout seconds more), its
+    parser's buffers and zlib objects, and the Deferreds that hold the
+    protocol in a cycle until a full garbage collection.
+    """
+    call = protocol.closeHandshakeTimeoutCall
+    if call is not None:  # None once it has fired
+        call.cancel()
+        protocol.closeHandshakeTimeoutCall = None
+    protocol.data = b""
+    protocol.message_data = []
+    protocol.frame_data = []
+    protocol._perMessageCompress = None
+    protocol.is_closed = protocol.is_open = None

@@ -1,0 +1,79 @@
+"""
+A connection's account with the process's memory budget: what it holds for
+its client (the message Autobahn assembles, a frame the fast path waits to
+have whole, echoes waiting in a write buffer the client does not empty),
+taken from and given back to L{wsecho.ws.budget.MemoryBudget}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from wsecho.ws.budget import MemoryBudget
+
+
+class Account:
+    """
+    One connection's holdings; the budget's holder, which it evicts when it
+    needs what the account holds.
+    """
+
+    def __init__(self, budget: MemoryBudget | None, evicted: Callable[[], None]):
+        # None: no budget (--memory-budget 0), nothing is counted.
+        self._budget = budget
+        self._evicted = evicted
+        # Of what is held: the unfinished message, and unread echoes.
+        self._message = 0
+        self._writes = 0
+
+    def hold(self, size: int) -> bool:
+        """
+        Count C{size} more bytes held; L{False} if the budget evicted this
+        account for them (the connection is closing).
+        """
+        budget = self._budget
+        return budget is None or budget.take(self, size)
+
+    def release(self, size: int) -> None:
+        if self._budget is not None:
+            self._budget.give(self, size)
+
+    def hold_message(self, size: int) -> bool:
+        """
+        C{size} more bytes of the message under way (after inflation).
+        """
+        self._message += size
+        return self.hold(size)
+
+    def message_done(self) -> None:
+        # Echoed or refused: the message is the write buffer's now.
+        if self._message:
+            self.release(self._message)
+            self._message = 0
+
+    def hold_writes(self, buffered: int) -> None:
+        """
+        C{buffered} bytes wait in the write buffer (the client is not
+        reading): count what is there until it has drained.
+        """
+        if buffered > self._writes:
+            more, self._writes = buffered - self._writes, buffered
+            self.hold(more)
+
+    def writes_drained(self) -> None:
+        if self._writes:
+            self.release(self._writes)
+            self._writes = 0
+
+    def close(self) -> None:
+        """
+        Give back everything held.
+        """
+        self._message = self._writes = 0
+        if self._budget is not None:
+            self._budget.give_all(self)
+
+    def evict(self) -> None:
+        # The budget's call (it stops counting this account's bytes itself).
+        self._message = self._writes = 0
+        self._evicted()

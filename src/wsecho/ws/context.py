@@ -1,0 +1,48 @@
+"""
+What every echo connection of a process shares: the settings, the memory
+budget (and the heap trims it asks for), the metrics and the registry of
+connections. The factory holds it; the site and its channels are given it.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from twisted.internet.interfaces import IReactorTime
+
+from wsecho.settings import EchoSettings
+from wsecho.ws.budget import MemoryBudget
+from wsecho.ws.heap import Trimmer
+from wsecho.ws.metrics import Metrics
+from wsecho.ws.registry import Registry
+
+
+class EchoContext:
+    """
+    The process's shared state for its echo connections.
+    """
+
+    def __init__(
+        self, settings: EchoSettings, clock: IReactorTime | None = None
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.settings = settings
+        self.clock = clock
+        self._trimmer = Trimmer(clock)
+        # A large buffer let go of: give the heap's free pages back soon.
+        self.budget = MemoryBudget(
+            settings.memory_budget, on_release=self._trimmer.soon
+        )
+        self.metrics = Metrics(self.budget)
+        self.registry = Registry(
+            self.metrics, settings.max_connections, settings.max_connections_per_ip
+        )
+
+    def stop(self) -> None:
+        """
+        Stop the timers (the process stops listening).
+        """
+        self._trimmer.stop()

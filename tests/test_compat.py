@@ -1,0 +1,90 @@
+"""
+The boundary around the libraries' internals (L{wsecho._compat}): it finds
+the installed Twisted and Autobahn as it knows them, says so when a release
+changes, and its shortcuts behave as the libraries' own code.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from wsecho import _compat
+from wsecho._compat import autobahn, twisted
+
+
+def test_compat_finds_the_installed_libraries_as_it_knows_them() -> None:
+    """
+    With the Twisted and Autobahn installed (the lowest and the newest
+    supported, in tox), every shortcut's private names are where _compat
+    looks for them, so no fall-back is in use.
+    """
+    from importlib.metadata import version
+
+    # Autobahn's head parser is strict from 26.11.1 on; before, the upgrade
+    # at once is off (twisted.web reads every request).
+    strict = tuple(int(n) for n in version("autobahn").split(".")[:3]) >= (26, 11, 1)
+    assert _compat.changed() == ([] if strict else ["autobahn handshake"])
+    assert autobahn.FAST_FRAMES and twisted.TCP_BUFFERS and twisted.TLS_RELOAD
+
+
+def test_compat_notices_a_renamed_internal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Where a library release drops a name a shortcut needs (here Autobahn's
+    C{_dataReceived}), the check names that shortcut, and the start-up
+    warning says so.
+    """
+    from autobahn.websocket.protocol import WebSocketProtocol
+    from twisted.logger import capturedLogs
+
+    from wsecho.daemon.service import warn_if_libraries_changed
+
+    before = _compat.changed()
+    monkeypatch.delattr(WebSocketProtocol, "_dataReceived")
+    missing = autobahn._missing()
+    assert sorted(missing + twisted.MISSING) == sorted(["autobahn frames", *before])
+    monkeypatch.setattr(autobahn, "MISSING", missing)
+    with capturedLogs() as events:
+        warn_if_libraries_changed()
+    assert [e["shortcuts"] for e in events] == [", ".join(_compat.changed())]
+
+
+def test_epoll_loop_without_log_context() -> None:
+    """
+    The epoll loop wsecho installs still hands each ready descriptor to its
+    reader, and nothing when nothing is ready, as Twisted's does.
+    """
+    import socket
+
+    from twisted.internet.epollreactor import EPollReactor
+
+    reactor = EPollReactor()
+    assert twisted.poll_without_log_context(reactor)
+    ours, theirs = socket.socketpair()
+    events: list[str] = []
+
+    class Reader:
+        def fileno(self) -> int:
+            return ours.fileno()
+
+        def doRead(self) -> None:
+            events.append(ours.recv(10).decode() or "eof")
+
+        def connectionLost(self, reason: object) -> None:
+            events.append("lost")  # not expected here
+
+        def logPrefix(self) -> str:
+            return "reader"
+
+    reader = Reader()
+    try:
+        reactor.addReader(reader)
+        theirs.send(b"ready")
+        reactor.doIteration(1)
+        assert events == ["ready"]
+        reactor.doIteration(0)
+        assert events == ["ready"]  # nothing more was ready
+    finally:
+        reactor.removeReader(reader)
+        ours.close()
+        theirs.close()
+        reactor._poller.close()
