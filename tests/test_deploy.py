@@ -179,7 +179,7 @@ def test_dockerfile_user_labels_and_health_check() -> None:
     """
     The image runs as a numeric non-root user (which Kubernetes'
     runAsNonRoot can check), carries OCI labels, and checks its health
-    with wsecho.healthcheck.
+    with wsecho.daemon.healthcheck.
     """
     text = _dockerfile()
     (user,) = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
@@ -189,12 +189,12 @@ def test_dockerfile_user_labels_and_health_check() -> None:
     assert "org.opencontainers.image.title=" in text
     assert "org.opencontainers.image.licenses=" in text
     (check,) = re.findall(r"^HEALTHCHECK .*CMD (\[.*\])$", text, re.MULTILINE)
-    assert json.loads(check) == ["python", "-m", "wsecho.healthcheck"]
+    assert json.loads(check) == ["python", "-m", "wsecho.daemon.healthcheck"]
 
 
 def _healthcheck(environ: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "python"), "-m", "wsecho.healthcheck"],
+        [str(BIN / "python"), "-m", "wsecho.daemon.healthcheck"],
         env={"PATH": "/usr/bin:/bin", **environ},
         capture_output=True,
         text=True,
@@ -204,7 +204,7 @@ def _healthcheck(environ: dict[str, str]) -> subprocess.CompletedProcess:
 
 def test_healthcheck_follows_the_environment(tmp_path) -> None:
     """
-    wsecho.healthcheck finds the daemon where WSECHO_PORT (and
+    wsecho.daemon.healthcheck finds the daemon where WSECHO_PORT (and
     WSECHO_INTERFACE) or WSECHO_LISTEN say it listens, exits 0 while it is
     ready and 1, saying why, where nothing answers.
     """
@@ -221,7 +221,7 @@ def test_healthcheck_follows_the_environment(tmp_path) -> None:
         daemon.stop()
         result = _healthcheck({"WSECHO_PORT": port})
         assert result.returncode == 1
-        assert result.stderr.startswith("wsecho.healthcheck: not ready: ")
+        assert result.stderr.startswith("wsecho.daemon.healthcheck: not ready: ")
     finally:
         daemon.stop()
 

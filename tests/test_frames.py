@@ -319,4 +319,8 @@ def test_corrupt_and_invalid_text_fail_with_1007(takeover) -> None:
     assert codec.failure[0] == 1007
     codec, client = _pair(takeover)
     assert scan(client.frame(1, b"\xff\xfe"), LIMIT, None, codec)[1] == 0
-    assert codec.failure == (1007, "invalid UTF-8 in a text message")
+    assert codec.failure == (
+        1007,
+        "encountered invalid UTF-8 while processing text message at payload octet "
+        "index 0",
+    )

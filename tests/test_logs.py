@@ -100,7 +100,7 @@ def test_json_access_log_has_fields(tmp_path) -> None:
     assert daemon.stop() == 0
     records = [json.loads(line) for line in daemon.whole_log().splitlines()]
     access = next(r for r in records if "method" in r)
-    assert access["namespace"] == "wsecho.http.channel.Site"
+    assert access["namespace"] == "wsecho.http.site.Site"
     assert access["method"] == "GET" and access["path"] == "/healthz"
     assert access["status"] == 200 and access["bytes"] == len(body)
     assert access["client"] == "127.0.0.1" and access["user_agent"] == "t/1"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from autobahn.websocket.utf8validator import Utf8Validator
+
 from wsecho._compat.autobahn import masker
 
 # The first byte of the frames taken here: FIN, no RSV bit, and an opcode.
@@ -55,6 +57,23 @@ def valid_utf8(payload: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def utf8_failure(payload: bytes) -> str:
+    """
+    Why C{payload}, a whole text message, is not UTF-8, in Autobahn's words
+    (its validator's, which the fast path's answers must match).
+    """
+    valid, _, _, at = Utf8Validator().validate(payload)
+    if not valid:
+        return (
+            "encountered invalid UTF-8 while processing text message at payload "
+            f"octet index {at}"
+        )
+    return (
+        "UTF-8 text message payload ended within Unicode code point at payload "
+        f"octet index {at}"
+    )
 
 
 # What scan returns: the frames to send back, in order (headers and
@@ -183,7 +202,7 @@ def scan(
                     if first & 0x40:
                         # Inflated, the message is gone from the context:
                         # Autobahn could not see it again.
-                        codec.failure = (1007, "invalid UTF-8 in a text message")
+                        codec.failure = (1007, utf8_failure(plain))
                     break
                 codec.plain_in += len(plain)
                 echo = codec.deflate(plain)
