@@ -14,6 +14,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 from support.site import connect_in_memory
 from support.wire import frame, upgrade
@@ -147,7 +149,10 @@ def answers(deflate: str | None, fast: bool, data: bytes, cuts: list[int]) -> by
             if transport.disconnecting:
                 break
             protocol.dataReceived(data[a:b])
-        return bytes(transport.value())
+        written = bytes(transport.value())
+        # Lost, the connection cancels every timer it started.
+        protocol.connectionLost(Failure(ConnectionDone()))
+        return written
     finally:
         factory.context.stop()
 

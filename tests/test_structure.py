@@ -311,7 +311,9 @@ def _autobahn_names() -> tuple[set[str], set[str]]:
     )
     from autobahn.websocket import interfaces
     from autobahn.websocket.compress import PerMessageDeflate
+    from twisted.internet.error import ConnectionDone
     from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
 
     every: set[str] = set()
     for cls in (
@@ -329,7 +331,8 @@ def _autobahn_names() -> tuple[set[str], set[str]]:
     protocol = factory.buildProtocol(None)
     protocol.makeConnection(StringTransport())
     every.update(vars(protocol), vars(factory))
-    protocol.transport.loseConnection()
+    # Lost, it cancels its opening-handshake timer.
+    protocol.connectionLost(Failure(ConnectionDone()))
     every = {n for n in every if not n.startswith("__")}
 
     public = {
