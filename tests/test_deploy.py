@@ -19,9 +19,6 @@ from websockets.sync.client import connect
 from support import BIN, DEADLINE, require
 from support.daemon import Daemon, free_port, start_daemon
 
-# Each test starts real processes: deselected by -m "not system".
-pytestmark = pytest.mark.system
-
 ROOT = Path(__file__).parent.parent
 
 
@@ -58,6 +55,7 @@ def parse_in_child(argv: list[str], environ: dict[str, str]) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.system
 def test_systemd_unit_command_line() -> None:
     """
     The unit's ExecStart is a valid twistd command line for the wsecho
@@ -81,6 +79,7 @@ def test_systemd_unit_command_line() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", address)  # INET
 
 
+@pytest.mark.system
 def test_systemd_socket_activation(tmp_path) -> None:
     """
     The unit's command, started the way systemd starts it (by
@@ -103,6 +102,7 @@ def test_systemd_socket_activation(tmp_path) -> None:
         assert daemon.stop() == 0, daemon.whole_log()
 
 
+@pytest.mark.system
 def test_dockerfile_command_line() -> None:
     """
     The Dockerfile's CMD, with its ENV, is a valid twistd command line that
@@ -122,6 +122,7 @@ def test_dockerfile_command_line() -> None:
     }
 
 
+@pytest.mark.system
 def test_haproxy_config_is_valid(tmp_path) -> None:
     """
     HAProxy accepts the shipped configuration (haproxy -c).
@@ -148,6 +149,7 @@ def test_unit_gives_the_shutdown_time_to_finish() -> None:
     assert int(stop) > float(argv[argv.index("--shutdown-timeout") + 1])
 
 
+@pytest.mark.system
 def test_systemd_unit_exposure() -> None:
     """
     systemd-analyze rates the unit's sandboxing at most 2.0 (OK), and the
@@ -202,6 +204,7 @@ def _healthcheck(environ: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.system
 def test_healthcheck_follows_the_environment(tmp_path) -> None:
     """
     wsecho.daemon.healthcheck finds the daemon where WSECHO_PORT (and
@@ -236,6 +239,7 @@ def _manifests() -> dict[str, dict]:
     return found
 
 
+@pytest.mark.system
 def test_kubernetes_manifests() -> None:
     """
     The Deployment's command is a valid twistd command line listening on
@@ -336,6 +340,7 @@ def _metric_names(expression: str) -> set[str]:
     return {n for n in names if n not in _NOT_METRICS and not n.startswith("__")}
 
 
+@pytest.mark.system
 def test_prometheus_rules() -> None:
     """
     promtool accepts the alert rules, and each of their expressions uses

@@ -13,7 +13,6 @@ import pytest
 from support import wait_until_stalled
 from support.daemon import start_daemon
 from support.wire import RawClient, frame
-from wsecho.wire.frames import SMALL_PAYLOAD, unmask
 
 # Each test starts real processes: deselected by -m "not system".
 pytestmark = pytest.mark.system
@@ -41,17 +40,6 @@ def daemon(tmp_path_factory):
 
 def masked(opcode: int, payload: bytes, **options) -> bytes:
     return frame(opcode, payload, mask=os.urandom(4), **options)
-
-
-def test_unmask_matches_the_definition() -> None:
-    """
-    Both ways of unmasking (Python integers up to SMALL_PAYLOAD bytes,
-    Autobahn's masker above) give RFC 6455's XOR with the repeated key.
-    """
-    for size in (0, 1, 3, 4, 5, 31, 125, 126, SMALL_PAYLOAD, SMALL_PAYLOAD + 1, 5000):
-        payload, mask = os.urandom(size), os.urandom(4)
-        expected = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        assert unmask(payload, mask) == expected, size
 
 
 def test_many_frames_in_one_read(daemon) -> None:

@@ -6,6 +6,8 @@ points, and both must agree on what is echoed, ponged, waited for, or left
 to Autobahn.
 """
 
+import os
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +15,7 @@ from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from wsecho.wire.frames import PINGS_PER_READ, scan
+from wsecho.wire.frames import PINGS_PER_READ, SMALL_PAYLOAD, scan, unmask
 
 LIMIT = 300  # the message size limit the scanner is given here
 
@@ -324,3 +326,14 @@ def test_corrupt_and_invalid_text_fail_with_1007(takeover) -> None:
         "encountered invalid UTF-8 while processing text message at payload octet "
         "index 0",
     )
+
+
+def test_unmask_matches_the_definition() -> None:
+    """
+    Both ways of unmasking (Python integers up to SMALL_PAYLOAD bytes,
+    Autobahn's masker above) give RFC 6455's XOR with the repeated key.
+    """
+    for size in (0, 1, 3, 4, 5, 31, 125, 126, SMALL_PAYLOAD, SMALL_PAYLOAD + 1, 5000):
+        payload, mask = os.urandom(size), os.urandom(4)
+        expected = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        assert unmask(payload, mask) == expected, size

@@ -109,7 +109,7 @@ def answer(site: Any, reads: list[bytes]) -> tuple[bytes, int, Any]:
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
