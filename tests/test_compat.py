@@ -88,3 +88,34 @@ def test_epoll_loop_without_log_context() -> None:
         ours.close()
         theirs.close()
         reactor._poller.close()
+
+
+def test_options_are_read_from_the_factory_at_each_connection() -> None:
+    """
+    Autobahn's options are copied from the factory onto each new
+    connection, so a later C{setProtocolOptions} applies to the next one.
+    """
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    from support.site import connect_in_memory
+    from support.wire import upgrade
+    from wsecho.http.site import make_site
+    from wsecho.settings import EchoSettings
+
+    site = make_site(EchoSettings(ping_interval=0))
+    factory = site.resource.children[b"socket"].factory
+
+    def connected() -> object:
+        _, transport = connect_in_memory(site)
+        transport.protocol.dataReceived(upgrade("127.0.0.1:8181"))
+        protocol = transport.protocol
+        protocol.connectionLost(Failure(ConnectionDone()))
+        return protocol
+
+    try:
+        assert connected().autoPingInterval == 0
+        factory.setProtocolOptions(autoPingInterval=7)
+        assert connected().autoPingInterval == 7
+    finally:
+        factory.context.stop()
