@@ -1,0 +1,143 @@
+"""
+The connection of wsecho-client: an Autobahn client protocol that hands
+what happens to the run that owns it (L{wsecho.client.session.Session}),
+and the factory that carries the options.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.compress import (
+    PerMessageDeflateOffer,
+    PerMessageDeflateResponse,
+    PerMessageDeflateResponseAccept,
+)
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+
+from wsecho import __version__
+from wsecho.client.connect import Proxy, tls_options
+from wsecho.client.output import Config, Message
+
+if TYPE_CHECKING:
+    from wsecho.client.session import Session
+
+
+class EchoClientProtocol(WebSocketClientProtocol):
+    """
+    Hands what happens on the connection to the L{Session} that owns it.
+    """
+
+    lostReason: Failure | None = None
+    # Whether a TLS handshake completed (wss:): see diagnose.handshake_error.
+    tls_done = False
+    # Why an HTTP proxy refused the tunnel (CONNECT), if it did.
+    proxy_error: str | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        # Decrypted data came, so TLS (if any) was answered.
+        self.tls_done = True
+        super().dataReceived(data)
+
+    def startTLS(self) -> None:
+        # Through a proxy, TLS starts after the proxy's plain answer.
+        self.tls_done = False
+        super().startTLS()
+
+    def startProxyConnect(self) -> None:
+        # Autobahn's own request, with the proxy's credentials if any.
+        proxy: Proxy = self.factory.wsecho_proxy
+        host = self.factory.host
+        target = (
+            f"[{host}]:{self.factory.port}"
+            if ":" in host
+            else f"{host}:{self.factory.port}"
+        )
+        request = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        if proxy.authorization:
+            request += f"Proxy-Authorization: {proxy.authorization}\r\n"
+        self.sendData((request + "\r\n").encode("utf-8"))
+
+    def failProxyConnect(self, reason: str) -> None:
+        self.proxy_error = reason
+        super().failProxyConnect(reason)
+
+    def onOpen(self) -> None:
+        self.factory.session.opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.session.received(Message(payload, isBinary))
+
+    def onPing(self, payload: bytes) -> None:
+        super().onPing(payload)
+        self.factory.session.pinged(payload)
+
+    def onPong(self, payload: bytes) -> None:
+        self.factory.session.ponged(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.session.closed(self, wasClean, code, reason)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        # Kept for onClose, which Autobahn calls from here: it is how a TLS
+        # verification failure is told apart from other drops.
+        self.lostReason = reason
+        super().connectionLost(reason)
+
+
+class _ClientFactory(WebSocketClientFactory):
+    protocol = EchoClientProtocol
+    session: Session
+    wsecho_proxy: Proxy | None = None
+
+
+def client_factory(
+    config: Config, session: Session, proxy: Proxy | None = None
+) -> WebSocketClientFactory:
+    factory = _ClientFactory(
+        config.url,
+        origin=config.origin,
+        protocols=config.subprotocols or None,
+        headers=config.headers or None,
+        useragent=f"wsecho-client/{__version__}",
+        proxy={"host": proxy.host, "port": proxy.port} if proxy else None,
+    )
+    factory.session = session
+    factory.wsecho_proxy = proxy
+    if proxy is not None and factory.isSecure:
+        # TLS starts inside the tunnel, with this run's options.
+        factory.contextFactory = tls_options(config, factory.host)
+    # Session's own timer covers connecting and the opening handshake.
+    configure_client_factory(factory, config.compression, config.timeout)
+    factory.setProtocolOptions(openHandshakeTimeout=0)
+    return factory
+
+
+def _accept_deflate(
+    response: PerMessageDeflateResponse,
+) -> PerMessageDeflateResponseAccept:
+    return PerMessageDeflateResponseAccept(response)
+
+
+def configure_client_factory(
+    factory: WebSocketClientFactory, compression: bool = True, timeout: float = 10.0
+) -> None:
+    """
+    The protocol options of wsecho's client, shared by C{wsecho-client} and
+    the TestSuite testee (L{wsecho.client.testee}).
+    """
+    factory.setProtocolOptions(
+        openHandshakeTimeout=timeout,
+        closeHandshakeTimeout=timeout,
+        # Send the close frame (1002, 1007, ...) before dropping a server
+        # that broke the protocol, as RFC 6455 asks.
+        failByDrop=False,
+        tcpNoDelay=True,
+    )
+    if compression:
+        factory.setProtocolOptions(
+            perMessageCompressionOffers=[PerMessageDeflateOffer()],
+            perMessageCompressionAccept=_accept_deflate,
+        )
