@@ -279,7 +279,10 @@ def test_options_reach_the_server(daemon) -> None:
         (["{wss}"], 4, "the server did not answer TLS at 127.0.0.1:"),
         (["ws://nonexistent.invalid/socket"], 3, "cannot resolve"),
         (["{url}", "--origin", "https://evil.example"], 5, "403"),
-        (["{base}/nope"], 5, "404"),
+        (["{base}/nope"], 5, "404 Not Found: "),
+        (["{base}/nope"], 5, "(not a WebSocket endpoint: wsecho's echo is at /socket)"),
+        (["{url}/deeper"], 5, "404 Not Found: "),
+        (["{url}/deeper"], 5, "wsecho's echo is at /socket"),
         (["http://127.0.0.1/"], 2, "URL"),
         (["{url}", "--count", "0"], 2, "--count"),
         (["{url}", "--header", "no colon"], 2, "--header"),
@@ -327,9 +330,12 @@ def test_tls_failures(tls) -> None:
     untrusted = client(f"wss://127.0.0.1:{port}/socket")
     assert untrusted.returncode == 4, untrusted.stderr
     assert b"TLS failed" in untrusted.stderr
+    # And what to do about it.
+    assert b"--cafile PEM trusts its CA, --insecure skips" in untrusted.stderr
     wrong_name = client(f"wss://localhost:{port}/socket", "--cafile", str(ca))
     assert wrong_name.returncode == 4, wrong_name.stderr
     assert b"host name" in wrong_name.stderr
+    assert b"--insecure" in wrong_name.stderr
     assert client(f"wss://localhost:{port}/socket", "--insecure").returncode == 0
     plain = client(f"ws://127.0.0.1:{port}/socket")
     assert plain.returncode == 5, plain.stderr

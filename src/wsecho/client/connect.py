@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet import defer, endpoints, ssl
 
 from wsecho.client.output import EXIT_USAGE, ClientError, Config
@@ -115,11 +115,19 @@ def _client_certificate(config: Config) -> Any:
             cert_pem = f.read()
         with open(key, "rb") as f:
             key_pem = f.read()
+    except OSError as e:
+        raise ClientError(EXIT_USAGE, f"--cert/--key: {e}") from None
+    if b"PRIVATE KEY-----" not in key_pem:
+        where = f"--key {key}" if config.key else f"--cert {key}"
+        raise ClientError(
+            EXIT_USAGE, f"{where}: no private key in it (--key names the key's file)"
+        )
+    try:
         return ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-    except (OSError, SSL.Error, ValueError) as e:
-        which = f"--cert {config.cert}" + (f" --key {key}" if config.key else "")
-        detail = str(e) or "no certificate and key in it"
-        raise ClientError(EXIT_USAGE, f"{which}: {detail}") from None
+    except (SSL.Error, crypto.Error, ValueError) as e:
+        raise ClientError(
+            EXIT_USAGE, f"--cert {config.cert}: not a certificate and its key ({e})"
+        ) from None
 
 
 def _pem_blocks(pem: bytes) -> list[bytes]:

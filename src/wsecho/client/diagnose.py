@@ -23,6 +23,7 @@ from wsecho.client.output import (
 )
 
 TLS_HINT = "; --cafile PEM trusts its CA, --insecure skips the check"
+CERT_HINT = "; the server wants a client certificate it trusts: --cert PEM [--key PEM]"
 SOCKET_HINT = " (not a WebSocket endpoint: wsecho's echo is at /socket)"
 
 
@@ -54,7 +55,12 @@ def handshake_error(protocol: Any, url: str) -> ClientError:
         if lost is not None and lost.check(SSL.Error, VerificationError)
         else None
     )
-    if tls_error is not None and "certificate" in tls_error.lower():
+    if tls_error is not None and " alert " in f" {tls_error.lower()} ":
+        # The server's alert: it refused us (no client certificate, or one
+        # it does not trust), not the other way round.
+        if "certificate" in tls_error.lower() or "unknown ca" in tls_error.lower():
+            return ClientError(EXIT_TLS, f"TLS failed: {tls_error}{CERT_HINT}")
+    elif tls_error is not None and "certificate" in tls_error.lower():
         return ClientError(EXIT_TLS, f"TLS failed: {tls_error}{TLS_HINT}")
     if url.startswith("wss:") and lost is not None and not protocol.tls_done:
         # A plain HTTP server does not answer a ClientHello (wsecho closes

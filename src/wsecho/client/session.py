@@ -78,7 +78,7 @@ class Session:
         self.pings: dict[bytes, float] = {}
         self.keepalive: task.LoopingCall | None = None
         self.keepalives = 0
-        # --reconnect: attempts since the last open connection.
+        # --reconnect: attempts since something last came back.
         self.attempt = 0
         self.was_open = False
         self.waiting: Any = None
@@ -122,6 +122,7 @@ class Session:
         sent = self.pings.pop(payload, None)
         if sent is None:
             return  # not ours (an unsolicited pong)
+        self.attempt = 0
         self.output.pong(len(payload), time.perf_counter() - sent)
         if isinstance(self.expected, Ping) and self.expected.data == payload:
             self.timer.cancel()
@@ -135,7 +136,6 @@ class Session:
     def opened(self, protocol: EchoClientProtocol) -> None:
         self.protocol = protocol
         self.timer.cancel()
-        self.attempt = 0
         self.output.connected(
             self.config.url,
             protocol.websocket_protocol_in_use,
@@ -227,6 +227,10 @@ class Session:
 
     def received(self, message: Message) -> None:
         latency = self.stats.echoed(len(message.payload))
+        # The connection works: --reconnect counts failed attempts from here
+        # (not from the opening, or a server that accepts and closes at
+        # once would be tried forever).
+        self.attempt = 0
         self.output.echo(message, latency)
         if self.expected is None or isinstance(self.expected, Ping):
             return
