@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="runs of each command")
     args = parser.parse_args()
-    print(f"{args.runs} runs each, {sys.executable}")
+    print(f"{args.runs} runs each, Python {sys.version.split()[0]}")
     print(table(measure(args.runs)))
 
 
