@@ -9,6 +9,7 @@ misbehave on purpose.
 import json
 import os
 import queue
+import signal
 import ssl
 import subprocess
 import threading
@@ -368,3 +369,33 @@ def test_escaped_and_raw(daemon) -> None:
     code, out, _ = client(target, "--json", "a\x1bb")
     assert code == 0
     assert events(out)[1]["text"] == "a\x1bb"
+
+
+def test_interrupted_run(daemon) -> None:
+    """
+    Ctrl-C (SIGINT) during a --count run closes with 1000, prints the
+    summary so far, and exits 130 saying how far it got.
+    """
+    process = subprocess.Popen(
+        [
+            str(BIN / "wsecho-client"),
+            *(f"127.0.0.1:{daemon.port}", "--count", "10000000", "--quiet", "probe"),
+        ],
+        stderr=subprocess.PIPE,
+        env=PLAIN,
+    )
+    try:
+        # The first progress line: the run is under way.
+        assert process.stderr.readline().endswith(b"/s\n")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=DEADLINE) == 130
+        err = process.stderr.read().decode()
+    finally:
+        process.kill()
+        process.wait()
+    summary, error = err.splitlines()[-2:]
+    assert summary.startswith("wsecho-client: ") and "messages/s" in summary, err
+    assert error.startswith("wsecho-client: interrupted (Ctrl-C) after "), err
+    assert error.endswith(" of 10000000 echoes"), err
+    line = daemon.wait_for(" close ")
+    assert "code=1000" in line and "closed_by=client" in line, line

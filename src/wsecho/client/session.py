@@ -124,7 +124,11 @@ class Session:
             return  # not ours (an unsolicited pong)
         self.attempt = 0
         self.output.pong(len(payload), time.perf_counter() - sent)
-        if isinstance(self.expected, Ping) and self.expected.data == payload:
+        if (
+            isinstance(self.expected, Ping)
+            and self.expected.data == payload
+            and self.result is None
+        ):
             self.timer.cancel()
             self.expected = None
             self._pump()
@@ -232,7 +236,11 @@ class Session:
         # once would be tried forever).
         self.attempt = 0
         self.output.echo(message, latency)
-        if self.expected is None or isinstance(self.expected, Ping):
+        if (
+            self.expected is None
+            or isinstance(self.expected, Ping)
+            or self.result is not None  # closing: what was in flight
+        ):
             return
         self.timer.cancel()
         if self.config.check and message != self.expected:
