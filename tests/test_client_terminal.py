@@ -16,6 +16,9 @@ from support.terminal import Terminal
 
 pytestmark = pytest.mark.system
 
+# The console's line editing is Python's readline module.
+pytest.importorskip("readline")
+
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):

@@ -126,6 +126,7 @@ class TerminalReader:
         self.reading = False
         self.stopped = False
         self.saved: Any = None
+        self.tty_out = sys.stdout.isatty()
 
     def start(self) -> None:
         import readline
@@ -144,10 +145,12 @@ class TerminalReader:
         threading.Thread(target=self._read, name="console", daemon=True).start()
 
     def _read(self) -> None:
+        # input() writes its prompt to stdout even when that is a file.
+        prompt = PROMPT if self.tty_out else ""
         while not self.stopped:
             self.reading = True
             try:
-                text = input(PROMPT)
+                text = input(prompt)
             except EOFError:
                 self.reactor.callFromThread(self.commands.session.end_of_input)
                 return
@@ -157,12 +160,12 @@ class TerminalReader:
             self.reactor.callFromThread(self.commands.line, line)
 
     def _clear(self) -> None:
-        if self.reading:
+        if self.reading and self.tty_out:
             sys.stdout.write("\r\x1b[K")
             sys.stdout.flush()
 
     def _redraw(self) -> None:
-        if self.reading and not self.stopped:
+        if self.reading and self.tty_out and not self.stopped:
             import readline
 
             sys.stdout.write(PROMPT + readline.get_line_buffer())
@@ -183,13 +186,23 @@ class TerminalReader:
         termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
 
 
+def readline_available() -> bool:
+    """
+    Whether this Python has its readline module (some builds lack it: then
+    a terminal is read as a pipe is, without editing nor history).
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("readline") is not None
+
+
 def start_console(reactor: Any, session: Session, output: Output) -> Any:
     """
     Read stdin for an interactive session, with readline on a terminal;
     returns what to call to stop reading.
     """
     commands = Commands(session, output)
-    if sys.stdin.isatty():
+    if sys.stdin.isatty() and readline_available():
         reader = TerminalReader(reactor, commands, history_file())
         reader.start()
         return reader.stop
