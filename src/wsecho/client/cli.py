@@ -94,9 +94,9 @@ def make_parser() -> _Parser:
     parser = _Parser(
         prog="wsecho-client",
         usage="%(prog)s [options] [URL] [MESSAGE ...]",
-        description="Send messages to a WebSocket echo server and check the echoes. "
-        f"URL is ws://..., wss://... or HOST:PORT[/PATH] (ws://, path /socket); "
-        f"without it, {DEFAULT_URL}.",
+        description="Send messages to a WebSocket echo server and check the echoes.\n"
+        "URL: ws://..., wss://..., or HOST:PORT[/PATH] (ws://, the path /socket);\n"
+        f"without one, {DEFAULT_URL}.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
