@@ -169,8 +169,11 @@ def test_reconnect(server) -> None:
         "restarting); reconnecting in 0.5 s (attempt 1 of 5)\n"
     )
     assert len(connections) == 2
-    # Without --reconnect, the same server ends the run.
-    assert client(url, "abc")[0] == 0 and len(connections) == 3
+    # Without --reconnect, the first close ends the run.
+    connections.clear()
+    code, _, err = client(url, "abc")
+    assert code == 7 and "reconnecting" not in err, err
+    assert len(connections) == 1
 
 
 def test_reconnect_is_bounded(server) -> None:
