@@ -374,11 +374,13 @@ def test_escaped_and_raw(daemon) -> None:
     assert events(out)[1]["text"] == "a\x1bb"
 
 
-def test_interrupted_run(daemon) -> None:
+def test_interrupted_run(tmp_path) -> None:
     """
     Ctrl-C (SIGINT) during a --count run closes with 1000, prints the
     summary so far, and exits 130 saying how far it got.
     """
+    # A daemon of its own, whose only close line is this client's.
+    daemon = start_daemon(tmp_path)
     process = subprocess.Popen(
         [
             str(BIN / "wsecho-client"),
@@ -401,4 +403,5 @@ def test_interrupted_run(daemon) -> None:
     assert error.startswith("wsecho-client: interrupted (Ctrl-C) after "), err
     assert error.endswith(" of 10000000 echoes"), err
     line = daemon.wait_for(" close ")
+    assert daemon.stop() == 0
     assert "code=1000" in line and "closed_by=client" in line, line

@@ -120,18 +120,26 @@ def test_control_characters_escaped(terminal) -> None:
     assert raw.wait() == 0
 
 
-def test_ctrl_c_closes_cleanly(daemon, terminal) -> None:
+def test_ctrl_c_closes_cleanly(tmp_path, environment) -> None:
     """
     Ctrl-C closes with 1000 as the user's choice: the client says so and
     exits 0, and the daemon logs a clean close by the client.
     """
-    term = terminal()
-    term.send(b"before\r")
-    term.expect(b"text: before\r\n")
-    term.send(b"\x03")
-    term.expect(rb"closed 1000 \(by the client: Ctrl-C\)")
-    assert term.wait() == 0
-    line = daemon.wait_for(" close ")
+    # A daemon of its own, whose only close line is this client's.
+    daemon = start_daemon(tmp_path)
+    url = f"ws://127.0.0.1:{daemon.port}/socket"
+    term = Terminal([str(BIN / "wsecho-client"), "-i", url], environment)
+    try:
+        term.expect(b"connected to ")
+        term.send(b"before\r")
+        term.expect(b"text: before\r\n")
+        term.send(b"\x03")
+        term.expect(rb"closed 1000 \(by the client: Ctrl-C\)")
+        assert term.wait() == 0
+        line = daemon.wait_for(" close ")
+    finally:
+        term.close()
+        assert daemon.stop() == 0
     assert "code=1000" in line and "closed_by=client" in line, line
     assert "clean=True" in line and "messages=1/1" in line, line
 
