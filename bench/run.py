@@ -118,6 +118,7 @@ def peers(build_dir: Path) -> list[Peer]:
     twistd = str(BIN / "twistd")
     wsecho = [twistd, "-n", "--pidfile=", "wsecho", "--port", "{port}"]
     gorilla, why = gorilla_binary(build_dir)
+    base = os.environ.get("WSECHO_BENCH_BASE")
     script = lambda name: [PYTHON, str(PEERS_DIR / name), "{port}"]  # noqa: E731
     return [
         Peer("wsecho", wsecho),
@@ -135,6 +136,14 @@ def peers(build_dir: Path) -> list[Peer]:
             scenarios=("S2", "S4", "S7a"),
             pinned=False,
             default=False,
+        ),
+        # Another build of wsecho (a commit to compare with): the twistd of a
+        # virtualenv it is installed in, named by WSECHO_BENCH_BASE.
+        Peer(
+            "wsecho-base",
+            [base or "-", "-n", "--pidfile=", "wsecho", "--port", "{port}"],
+            default=False,
+            missing="" if base else "WSECHO_BENCH_BASE names no twistd",
         ),
         Peer(
             "gorilla",

@@ -124,21 +124,30 @@ def test_count_summary(daemon) -> None:
 
 def test_json(daemon) -> None:
     """
-    --json prints each echo, then the summary, as one JSON object a line.
+    --json prints, in order, the connection (URL, subprotocol, extensions),
+    each echo, the summary and the close (code, reason, by whom), as one
+    JSON object a line.
     """
     code, out, err = text(client(daemon, "--json", "Hello, world!", "h\u00e9"))
     assert (code, err) == (0, "")
     records = [json.loads(line) for line in out.splitlines()]
-    assert [r["event"] for r in records] == ["echo", "echo", "summary"]
-    assert records[0]["type"] == "text" and records[0]["text"] == "Hello, world!"
-    assert records[1]["size"] == 3 and records[1]["text"] == "h\u00e9"
-    assert records[0]["latency_ms"] >= 0
-    summary = records[2]
+    events = [r.pop("event") for r in records]
+    assert events == ["connected", "echo", "echo", "summary", "closed"]
+    assert records[0] == {
+        "url": daemon,
+        "subprotocol": None,
+        "extensions": ["permessage-deflate"],
+    }
+    assert records[1]["type"] == "text" and records[1]["text"] == "Hello, world!"
+    assert records[2]["size"] == 3 and records[2]["text"] == "h\u00e9"
+    assert records[1]["latency_ms"] >= 0
+    summary = records[3]
     assert (summary["messages"], summary["bytes"]) == (2, 16)
     assert set(summary["latency_ms"]) == {"p50", "p99", "max"}
+    assert records[4] == {"code": 1000, "reason": None, "by": "client", "clean": True}
 
     code, out, _ = text(client(daemon, "--json", "--binary", "-", stdin=b"\x00\xff"))
-    (echo, _summary) = [json.loads(line) for line in out.splitlines()]
+    echo = json.loads(out.splitlines()[1])
     assert (echo["type"], echo["base64"]) == ("binary", "AP8=")
 
 
@@ -165,9 +174,12 @@ def test_progress_lines() -> None:
     from twisted.internet.task import Clock
 
     from wsecho.client import Config, Message, Session
+    from wsecho.client.output import Output
 
     class Protocol:
         closed = None
+        websocket_protocol_in_use = None
+        websocket_extensions_in_use = ()
 
         def sendMessage(self, payload, binary):
             pass
@@ -177,7 +189,8 @@ def test_progress_lines() -> None:
 
     clock, out, err = Clock(), io.StringIO(), io.StringIO()
     message = Message(b"x", False)
-    session = Session(Config(messages=[message], count=3, quiet=True), clock, out, err)
+    config = Config(messages=[message], count=3, quiet=True)
+    session = Session(config, clock, Output(config, out, err))
     protocol = Protocol()
     session.opened(protocol)
     session.received(message)
@@ -205,7 +218,7 @@ def test_interactive(daemon) -> None:
     assert re.fullmatch(r"text: one\npong \d+\.\d\d ms\ntext: two\n", out), out
     assert err.splitlines() == [
         f"connected to {daemon} (no subprotocol, permessage-deflate)",
-        "closed 1000",
+        "closed 1000 (by the client)",
     ], err
 
 
@@ -220,7 +233,7 @@ def test_interactive_binary_ping_and_close_code(daemon) -> None:
     )
     assert code == 0, err
     assert re.fullmatch(r"binary \(1 byte\): 78\npong \d+\.\d\d ms\n", out), out
-    assert err.splitlines()[-1] == "closed 4000 bye", err
+    assert err.splitlines()[-1] == "closed 4000 bye (by the client)", err
 
 
 def test_no_check(misbehaving) -> None:
@@ -266,7 +279,10 @@ def test_options_reach_the_server(daemon) -> None:
         (["{wss}"], 4, "the server did not answer TLS at 127.0.0.1:"),
         (["ws://nonexistent.invalid/socket"], 3, "cannot resolve"),
         (["{url}", "--origin", "https://evil.example"], 5, "403"),
-        (["{base}/nope"], 5, "404"),
+        (["{base}/nope"], 5, "404 Not Found: "),
+        (["{base}/nope"], 5, "(not a WebSocket endpoint: wsecho's echo is at /socket)"),
+        (["{url}/deeper"], 5, "404 Not Found: "),
+        (["{url}/deeper"], 5, "wsecho's echo is at /socket"),
         (["http://127.0.0.1/"], 2, "URL"),
         (["{url}", "--count", "0"], 2, "--count"),
         (["{url}", "--header", "no colon"], 2, "--header"),
@@ -314,9 +330,12 @@ def test_tls_failures(tls) -> None:
     untrusted = client(f"wss://127.0.0.1:{port}/socket")
     assert untrusted.returncode == 4, untrusted.stderr
     assert b"TLS failed" in untrusted.stderr
+    # And what to do about it.
+    assert b"--cafile PEM trusts its CA, --insecure skips" in untrusted.stderr
     wrong_name = client(f"wss://localhost:{port}/socket", "--cafile", str(ca))
     assert wrong_name.returncode == 4, wrong_name.stderr
     assert b"host name" in wrong_name.stderr
+    assert b"--insecure" in wrong_name.stderr
     assert client(f"wss://localhost:{port}/socket", "--insecure").returncode == 0
     plain = client(f"ws://127.0.0.1:{port}/socket")
     assert plain.returncode == 5, plain.stderr

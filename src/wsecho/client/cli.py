@@ -2,57 +2,114 @@
 wsecho-client: send messages to a WebSocket echo server, print the echoes
 with their type, and exit 0 only when every echo matched what was sent.
 
-The seed's client, with what users of wscat and websocat expect.
+The seed's client, with what users of wscat and websocat expect. Parsing
+the command line imports nothing heavy, so that --version, --help and usage
+errors answer at once; Twisted, Autobahn and OpenSSL are imported by L{run}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
-
-from autobahn.websocket.util import parse_url
-from twisted.internet import defer, endpoints, task
-from twisted.internet.protocol import connectionDone
-from twisted.protocols.basic import LineOnlyReceiver
-from twisted.python.failure import Failure
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 from wsecho import __version__
 from wsecho.client.output import (
     DEFAULT_MESSAGE,
     DEFAULT_URL,
     EXIT_CODES,
+    EXIT_USAGE,
     ClientError,
     Config,
     Message,
+    Output,
 )
-from wsecho.client.session import Session, client_factory, tls_options
+
+if TYPE_CHECKING:
+    from twisted.internet import defer
+
+# HOST:PORT[/PATH] without a scheme: a host name or address (not digits
+# alone, so that "10:30" stays a message), a port, maybe a path.
+_HOST_PORT = re.compile(
+    r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*[A-Za-z.-][A-Za-z0-9.-]*):\d{1,5}(/\S*)?"
+)
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def is_url(argument: str) -> bool:
+    return "://" in argument or _HOST_PORT.fullmatch(argument) is not None
+
+
+def normal_url(argument: str) -> str:
+    """
+    C{HOST:PORT[/PATH]} as C{ws://HOST:PORT/PATH}, the path /socket when
+    none is given; a URL with a scheme as it is.
+    """
+    if "://" in argument:
+        return argument
+    match = _HOST_PORT.fullmatch(argument)
+    assert match is not None
+    return f"ws://{argument}" + ("" if match.group(2) else "/socket")
+
+
+def url_problem(url: str) -> str | None:
+    """
+    What is wrong with a WebSocket URL, as Autobahn would refuse it, or
+    None.
+    """
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https"):
+        return f"is not a WebSocket URL: use {parts.scheme.replace('http', 'ws')}://"
+    if parts.scheme not in ("ws", "wss"):
+        return "is not a ws:// or wss:// URL"
+    try:
+        parts.port  # noqa: B018 (it checks the port)
+    except ValueError as e:
+        return str(e)
+    if not parts.hostname:
+        return "has no host"
+    if parts.fragment:
+        return "has a fragment (#...), which a WebSocket URL may not"
+    return None
+
+
+class _Parser(argparse.ArgumentParser):
+    """
+    argparse, whose errors are also a JSON object on stdout with --json.
+    """
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            record = {"event": "error", "exit": EXIT_USAGE, "message": message}
+            print(json.dumps(record), flush=True)
+        super().error(message)
+
+
+def make_parser() -> _Parser:
+    parser = _Parser(
         prog="wsecho-client",
-        description="Send messages to a WebSocket echo server and check the echoes.",
+        usage="%(prog)s [options] [URL] [MESSAGE ...]",
+        description="Send messages to a WebSocket echo server and check the echoes.\n"
+        "URL: ws://..., wss://..., or HOST:PORT[/PATH] (ws://, the path /socket);\n"
+        f"without one, {DEFAULT_URL}.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "url",
-        nargs="?",
-        default=DEFAULT_URL,
-        help=f"ws:// or wss:// URL (default {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "message",
+    add = parser.add_argument
+    add(
+        "arguments",
         nargs="*",
-        help=f"messages to send, in order (default {DEFAULT_MESSAGE!r}); - reads one from stdin",
+        metavar="[URL] MESSAGE",
+        help=f"messages to send, in order (default {DEFAULT_MESSAGE!r}); "
+        "- reads one from stdin",
     )
-    parser.add_argument(
-        "-b", "--binary", action="store_true", help="send the messages as binary"
-    )
-    parser.add_argument(
+    add("-b", "--binary", action="store_true", help="send the messages as binary")
+    add(
         "-n",
         "--count",
         type=int,
@@ -60,22 +117,22 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="send every message N times (default 1)",
     )
-    parser.add_argument(
+    add(
         "-i",
         "--interactive",
         action="store_true",
         help="send each line read from stdin (as binary with --binary); "
-        "/ping [DATA] sends a ping and prints the pong's round trip, "
-        "/close [CODE [REASON]] closes",
+        "/help lists the commands (/ping, /close); on a terminal, line "
+        "editing and a history kept between runs",
     )
-    parser.add_argument(
+    add(
         "--no-check",
         action="store_true",
         help="a client for any server: print what arrives, compare nothing "
         "(without --interactive, wait for as many messages as were sent); "
         "exit 0 on a clean close",
     )
-    parser.add_argument(
+    add(
         "-s",
         "--subprotocol",
         action="append",
@@ -83,8 +140,8 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="offer this subprotocol (repeatable)",
     )
-    parser.add_argument("-o", "--origin", help="send this Origin header")
-    parser.add_argument(
+    add("-o", "--origin", help="send this Origin header")
+    add(
         "-H",
         "--header",
         action="append",
@@ -92,40 +149,81 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="send an extra header (repeatable)",
     )
-    parser.add_argument(
-        "--cafile", help="trust the CA certificates in this PEM file for wss://"
+    add(
+        "--cafile",
+        metavar="PEM",
+        help="trust the CA certificates in this PEM file for wss://",
     )
-    parser.add_argument(
+    add(
         "-k",
         "--insecure",
         action="store_true",
         help="do not verify the server's certificate for wss://",
     )
-    parser.add_argument(
+    add(
+        "--cert",
+        metavar="PEM",
+        help="a client certificate for wss:// (with its key, or see --key)",
+    )
+    add("--key", metavar="PEM", help="the private key of --cert, if not in its file")
+    add(
+        "--proxy",
+        metavar="URL",
+        help="connect through this HTTP proxy (http://[USER:PASS@]HOST:PORT, "
+        "CONNECT); default: https_proxy (wss) or http_proxy (ws), unless "
+        "no_proxy names the host; '' for none",
+    )
+    add(
         "-t",
         "--timeout",
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="for connecting and for each echo (default 10)",
+        help="for connecting, each echo and each pong (default 10)",
     )
-    parser.add_argument(
-        "--no-compression", action="store_true", help="do not offer permessage-deflate"
+    add("--no-compression", action="store_true", help="do not offer permessage-deflate")
+    add(
+        "--ping-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="ping the server this often and show each round trip",
     )
-    parser.add_argument(
+    add(
+        "--show-ping",
+        action="store_true",
+        help="show the server's pings and the pongs sent back",
+    )
+    add(
+        "--reconnect",
+        action="store_true",
+        help="after a lost connection, connect again (waiting 0.5 s, then twice as "
+        "long each time, up to 8 s) and resend what was not echoed",
+    )
+    add(
+        "--reconnect-tries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="with --reconnect, give up after N failed attempts in a row (default 5)",
+    )
+    add(
+        "--raw",
+        action="store_true",
+        help="print text as it came, control characters too (escaped by default)",
+    )
+    add(
         "--json",
         action="store_true",
-        help="print each echo, the summary and any error as a JSON object per line",
+        help="print each event (connected, echo, ping, pong, summary, closed, error) as a JSON object per line",
     )
-    parser.add_argument(
+    add(
         "-q",
         "--quiet",
         action="store_true",
         help="do not print each echo, only the summary (with --count or --json)",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"wsecho-client {__version__}"
-    )
+    add("--version", action="version", version=f"wsecho-client {__version__}")
     return parser
 
 
@@ -135,16 +233,26 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
     bad arguments.
     """
     parser = make_parser()
+    parser.json_errors = "--json" in argv
     args = parser.parse_intermixed_args(argv)
-    try:
-        parse_url(args.url)
-    except Exception as e:
-        parser.error(f"URL {args.url!r}: {e}")
+    arguments: list[str] = args.arguments
+    url = DEFAULT_URL
+    if arguments and is_url(arguments[0]):
+        url = normal_url(arguments.pop(0))
+    problem = url_problem(url)
+    if problem:
+        parser.error(f"URL {url!r} {problem}")
     if args.count < 1:
         parser.error("--count must be at least 1")
     if not args.timeout > 0:
         parser.error("--timeout must be more than 0 seconds")
-    if args.interactive and args.message:
+    if args.ping_interval < 0:
+        parser.error("--ping-interval must be more than 0 seconds")
+    if args.reconnect_tries < 1:
+        parser.error("--reconnect-tries must be at least 1")
+    if args.key is not None and args.cert is None:
+        parser.error("--key needs --cert")
+    if args.interactive and arguments:
         parser.error("--interactive reads its messages from stdin; give no MESSAGE")
     headers = {}
     for header in args.header:
@@ -153,8 +261,10 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
             parser.error(f"--header {header!r} is not 'NAME: VALUE'")
         headers[name.strip()] = value.strip()
     messages = []
-    for text in args.message or ([] if args.interactive else [DEFAULT_MESSAGE]):
-        payload = stdin.read() if text == "-" else text.encode("utf-8")
+    for text in arguments or ([] if args.interactive else [DEFAULT_MESSAGE]):
+        payload = (
+            stdin.read() if text == "-" else text.encode("utf-8", "surrogateescape")
+        )
         if not args.binary:
             try:
                 payload.decode("utf-8")
@@ -162,7 +272,7 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
                 parser.error("stdin is not UTF-8 text; use --binary")
         messages.append(Message(payload, args.binary))
     return Config(
-        url=args.url,
+        url=url,
         messages=messages,
         count=args.count,
         interactive=args.interactive,
@@ -171,60 +281,20 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
         headers=headers,
         cafile=args.cafile,
         insecure=args.insecure,
+        cert=args.cert,
+        key=args.key,
+        proxy=args.proxy,
         timeout=args.timeout,
         compression=not args.no_compression,
         json=args.json,
         quiet=args.quiet,
         binary=args.binary,
         check=not args.no_check,
+        raw=args.raw,
+        show_ping=args.show_ping,
+        ping_interval=args.ping_interval,
+        reconnect=args.reconnect_tries if args.reconnect else 0,
     )
-
-
-class _Console(LineOnlyReceiver):
-    """
-    --interactive: a message per line of stdin; /ping and /close.
-    """
-
-    delimiter = b"\n"
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def lineReceived(self, line: bytes) -> None:
-        line = line.rstrip(b"\r")
-        command, _, rest = line.partition(b" ")
-        if command == b"/close":
-            code_text, _, reason = rest.partition(b" ")
-            try:
-                code = int(code_text) if code_text else 1000
-                if not (code == 1000 or 3000 <= code <= 4999):
-                    raise ValueError(code)
-            except ValueError:
-                print(
-                    "wsecho-client: /close takes 1000 or a code from 3000 to "
-                    "4999, then a reason",
-                    file=self.session.err,
-                )
-                return
-            self.session.end_of_input(code, reason.decode("utf-8", "replace") or None)
-        elif command == b"/ping":
-            self.session.ping(rest[:125])
-        else:
-            binary = self.session.config.binary
-            if not binary:
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError:
-                    print(
-                        "wsecho-client: not UTF-8; use --binary", file=self.session.err
-                    )
-                    return
-            self.session.submit(Message(line, binary))
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        # End of stdin: close as if /close had been typed, once the echoes
-        # of what was sent are back.
-        self.session.end_of_input()
 
 
 def run(
@@ -232,35 +302,54 @@ def run(
     config: Config,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    *,
+    interrupt: bool = False,
 ) -> defer.Deferred[int]:
     """
     Connect, exchange the messages and close; the Deferred fires with the
     exit code or fails with L{ClientError}. With C{config.interactive} the
-    messages are read from stdin.
+    messages are read from stdin; with C{interrupt}, SIGINT (Ctrl-C) closes
+    the connection cleanly (L{Session.interrupt}).
     """
-    isSecure, host, port, _, _, _ = parse_url(config.url)
-    endpoint: Any = endpoints.HostnameEndpoint(
-        reactor, host, port, timeout=config.timeout
-    )
-    if isSecure:
-        endpoint = endpoints.wrapClientTLS(tls_options(config, host), endpoint)
-    session = Session(
+    from autobahn.websocket.util import parse_url
+    from twisted.internet import defer
+
+    from wsecho.client.connect import connect, proxy_for
+    from wsecho.client.protocol import client_factory
+    from wsecho.client.session import Session
+
+    output = Output(
         config,
-        reactor,
         out if out is not None else sys.stdout,
         err if err is not None else sys.stderr,
     )
-    endpoint.connect(client_factory(config, session)).addErrback(session.connect_failed)
+    secure, host, _, _, _, _ = parse_url(config.url)
+    session = Session(config, reactor, output)
+    try:
+        proxy = proxy_for(config, secure, host)
+        factory = client_factory(config, session, proxy)
+    except ClientError as e:
+        session.timer.cancel()
+        return defer.fail(e)
+    session.proxy_address = proxy.address if proxy else None
+    session.connect = lambda: connect(reactor, config, factory)
+    if interrupt:
+        import signal
+
+        signal.signal(
+            signal.SIGINT, lambda *_: reactor.callFromThread(session.interrupt)
+        )
+    session.start()
     if config.interactive:
-        from twisted.internet.stdio import StandardIO
+        from wsecho.client.console import start_console
 
-        console = StandardIO(_Console(session), reactor=reactor)
+        stop_console = start_console(reactor, session, output)
 
-        def stop_console(result: Any) -> Any:
-            console.loseConnection()
+        def stop(result: Any) -> Any:
+            stop_console()
             return result
 
-        session.done.addBoth(stop_console)
+        session.done.addBoth(stop)
     return session.done
 
 
@@ -270,14 +359,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """
     config = parse_args(sys.argv[1:] if argv is None else argv, sys.stdin.buffer)
 
+    from twisted.internet import defer, task
+
     async def _main(reactor: Any) -> None:
         try:
-            code = await run(reactor, config)
+            code = await run(reactor, config, interrupt=True)
         except ClientError as e:
-            print(f"wsecho-client: {e}", file=sys.stderr)
+            Output(config, sys.stdout, sys.stderr).error(e)
             code = e.code
-            if config.json:
-                print(json.dumps({"event": "error", "exit": code, "message": str(e)}))
         if code:
             raise SystemExit(code)
 

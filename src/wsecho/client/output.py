@@ -1,21 +1,22 @@
 """
 What wsecho-client says: its exit codes, the messages it sends and how
-they are shown, what a run measured, and the one-line errors it ends with.
+they are shown, what a run measured, and every line it prints, as text or
+as one JSON object a line (C{--json}).
+
+It imports nothing of Twisted, Autobahn or OpenSSL: C{--version}, C{--help}
+and usage errors go through here and must start as fast as Python does.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from autobahn.websocket.util import parse_url
-from OpenSSL import SSL
-from service_identity import VerificationError
-from twisted.internet import error
-from twisted.python.failure import Failure
+from typing import IO, Any
 
 DEFAULT_URL = "ws://localhost:8181/socket"
 DEFAULT_MESSAGE = "Hello, world!"
@@ -29,23 +30,37 @@ EXIT_TLS = 4
 EXIT_HANDSHAKE = 5
 EXIT_TIMEOUT = 6
 EXIT_CLOSED = 7
+EXIT_INTERRUPTED = 130
 
 EXIT_CODES = f"""\
 exit codes:
-  {EXIT_OK}  every echo matched what was sent
+  {EXIT_OK}  every echo matched what was sent (or -i ended by /close, Ctrl-D, Ctrl-C)
   {EXIT_MISMATCH}  an echo differed from what was sent (content or type)
   {EXIT_USAGE}  bad arguments
-  {EXIT_CONNECT}  could not connect (refused, unknown host, unreachable)
+  {EXIT_CONNECT}  could not connect (refused, unknown host, unreachable, proxy)
   {EXIT_TLS}  TLS failed (certificate or host name not verified)
   {EXIT_HANDSHAKE}  the server refused the WebSocket handshake (HTTP status)
-  {EXIT_TIMEOUT}  no connection or no echo within --timeout
+  {EXIT_TIMEOUT}  no connection, echo or pong within --timeout
   {EXIT_CLOSED}  the connection closed before every echo came back
+  {EXIT_INTERRUPTED}  Ctrl-C before every echo came back (without -i)
 """
 
 # Binary echoes are shown as hex, up to this many bytes.
 HEX_PREVIEW = 32
 # Seconds between progress lines of a --count run.
 PROGRESS_EVERY = 1.0
+
+# What a server could drive a terminal with: C0 controls but tab and
+# newline, DEL, and C1 controls (U+009B is a one-character CSI).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """
+    C{text} with its terminal controls escaped (C{\\x1b}), for showing what
+    a server sent.
+    """
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class ClientError(Exception):
@@ -63,12 +78,13 @@ class Message:
     payload: bytes
     binary: bool
 
-    def describe(self) -> str:
+    def describe(self, raw: bool = False) -> str:
         if self.binary:
             shown = self.payload[:HEX_PREVIEW].hex()
             more = "..." if len(self.payload) > HEX_PREVIEW else ""
             return f"binary ({plural(len(self.payload), 'byte')}): {shown}{more}"
-        return f"text: {self.payload.decode('utf-8')}"
+        text = self.payload.decode("utf-8")
+        return f"text: {text if raw else printable(text)}"
 
     def as_json(self, latency: float) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -119,11 +135,14 @@ class Stats:
         return self.messages / elapsed if elapsed > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
-        ms = sorted(x * 1000 for x in self.latencies) or [0.0]
+        ms = sorted(x * 1000 for x in self.latencies)
 
-        def percentile(p: float) -> float:
-            # Nearest rank: the smallest value with p % of them at or below.
-            return ms[max(0, math.ceil(p / 100 * len(ms)) - 1)]
+        def percentile(p: float) -> float | None:
+            # Nearest rank: the smallest value with p % of them at or below;
+            # none at all without a message (0.0 would be a measurement).
+            if not ms:
+                return None
+            return round(ms[max(0, math.ceil(p / 100 * len(ms)) - 1)], 3)
 
         return {
             "messages": self.messages,
@@ -131,9 +150,9 @@ class Stats:
             "seconds": round(time.perf_counter() - self._began, 6),
             "rate": round(self.rate(), 1),
             "latency_ms": {
-                "p50": round(percentile(50), 3),
-                "p99": round(percentile(99), 3),
-                "max": round(ms[-1], 3),
+                "p50": percentile(50),
+                "p99": percentile(99),
+                "max": percentile(100),
             },
         }
 
@@ -149,79 +168,140 @@ class Config:
     headers: dict[str, str] = field(default_factory=dict)
     cafile: str | None = None
     insecure: bool = False
+    cert: str | None = None
+    key: str | None = None
+    proxy: str | None = None
     timeout: float = 10.0
     compression: bool = True
     json: bool = False
     quiet: bool = False
     binary: bool = False
     check: bool = True
+    raw: bool = False
+    show_ping: bool = False
+    ping_interval: float = 0.0
+    reconnect: int = 0
 
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def where(url: str) -> str:
-    _, host, port, _, _, _ = parse_url(url)
-    return f"{host}:{port}"
+class Output:
+    """
+    Every line a run prints, in one place, as text or (C{--json}) as one
+    JSON object a line on stdout, in the order things happened.
 
+    C{before} and C{after} run around each line: a terminal console clears
+    the line being typed and writes it back (L{wsecho.client.console}).
+    """
 
-def connect_error(reason: Failure, url: str) -> ClientError:
-    if reason.check(error.DNSLookupError):
-        return ClientError(EXIT_CONNECT, f"cannot resolve the host name: {where(url)}")
-    if reason.check(error.ConnectionRefusedError):
-        return ClientError(EXIT_CONNECT, f"connection refused: {where(url)}")
-    if reason.check(error.TimeoutError):
-        return ClientError(EXIT_TIMEOUT, "timed out connecting")
-    return ClientError(EXIT_CONNECT, f"cannot connect: {reason.getErrorMessage()}")
+    def __init__(self, config: Config, out: IO[str], err: IO[str]) -> None:
+        self.config = config
+        self.out = out
+        self.err = err
+        self.before: Callable[[], None] = lambda: None
+        self.after: Callable[[], None] = lambda: None
 
+    def _emit(self, stream: IO[str], text: str) -> None:
+        self.before()
+        print(text, file=stream, flush=True)
+        self.after()
 
-def handshake_error(protocol: Any, url: str) -> ClientError:
-    lost = protocol.lostReason
-    received = bytes(getattr(protocol, "data", b"") or b"")
-    tls_error = (
-        tls_message(lost)
-        if lost is not None and lost.check(SSL.Error, VerificationError)
-        else None
-    )
-    if tls_error is not None and "certificate" in tls_error.lower():
-        return ClientError(EXIT_TLS, f"TLS failed: {tls_error}")
-    if url.startswith("wss:") and lost is not None and not protocol.tls_done:
-        # A plain HTTP server does not answer a ClientHello (wsecho closes
-        # at once), or answers it in plain text.
-        return ClientError(
-            EXIT_TLS,
-            f"the server did not answer TLS at {where(url)}: is it ws://?",
+    def _event(self, event: str, **fields: Any) -> None:
+        self._emit(self.out, json.dumps({"event": event, **fields}))
+
+    def notice(self, text: str) -> None:
+        """
+        A line for the user on stderr, never part of --json's stream.
+        """
+        self._emit(self.err, text)
+
+    def connected(
+        self, url: str, subprotocol: str | None, extensions: list[str]
+    ) -> None:
+        if self.config.json:
+            self._event(
+                "connected", url=url, subprotocol=subprotocol, extensions=extensions
+            )
+        elif self.config.interactive:
+            agreed = ", ".join([subprotocol or "no subprotocol", *extensions])
+            self.notice(f"connected to {url} ({agreed})")
+
+    def echo(self, message: Message, latency: float) -> None:
+        if self.config.quiet:
+            return
+        if self.config.json:
+            self._emit(self.out, json.dumps(message.as_json(latency)))
+        else:
+            self._emit(self.out, message.describe(self.config.raw))
+
+    def pong(self, size: int, rtt: float) -> None:
+        if self.config.json:
+            self._event("pong", size=size, rtt_ms=round(rtt * 1000, 3))
+        else:
+            self._emit(self.out, f"pong {rtt * 1000:.2f} ms")
+
+    def server_ping(self, payload: bytes) -> None:
+        """
+        --show-ping: a ping from the server, and the pong sent back.
+        """
+        if self.config.json:
+            data = payload.decode("utf-8", "replace")
+            self._event("ping", size=len(payload), data=data)
+            self._event("pong_sent", size=len(payload), data=data)
+        else:
+            data = self._payload(payload)
+            self._emit(self.out, f"ping from the server{data}")
+            self._emit(self.out, f"pong sent{data}")
+
+    def _payload(self, payload: bytes) -> str:
+        if not payload:
+            return ""
+        text = payload.decode("utf-8", "replace")
+        return f": {text if self.config.raw else printable(text)}"
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        if self.config.json:
+            self._event("summary", **summary)
+        elif self.config.count > 1 or self.config.quiet:
+            latency = {k: v or 0.0 for k, v in summary["latency_ms"].items()}
+            self.notice(
+                f"wsecho-client: {plural(summary['messages'], 'message')} "
+                f"({plural(summary['bytes'], 'byte')}) in {summary['seconds']:.2f} s: "
+                f"{summary['rate']:.0f} messages/s; latency p50 "
+                f"{latency['p50']:.3f} ms, p99 {latency['p99']:.3f} ms, "
+                f"max {latency['max']:.3f} ms"
+            )
+
+    def closed(
+        self, code: int | None, reason: str | None, by: str, clean: bool, why: str
+    ) -> None:
+        """
+        How the connection closed: its code and reason, who closed it
+        (C{client} or C{server}), and, for a user's Ctrl-C, C{why}.
+        """
+        if self.config.json:
+            extra = {"why": why} if why else {}
+            self._event("closed", code=code, reason=reason, by=by, clean=clean, **extra)
+        elif self.config.interactive:
+            said = f"closed {code}"
+            if reason:
+                said += f" {printable(reason)}"
+            said += f" (by the {by}{': ' + why if why else ''})"
+            self.notice(said)
+
+    def reconnecting(self, why: str, delay: float, attempt: int, attempts: int) -> None:
+        if self.config.json:
+            self._event(
+                "reconnecting", why=why, delay=delay, attempt=attempt, of=attempts
+            )
+        self.notice(
+            f"wsecho-client: {why}; reconnecting in {delay:g} s "
+            f"(attempt {attempt} of {attempts})"
         )
-    if tls_error is not None:
-        return ClientError(EXIT_TLS, f"TLS failed: {tls_error}")
-    if url.startswith("ws:") and (not received or received[:1] == b"\x15"):
-        # A TLS server closes (or sends an alert) on a plain request.
-        return ClientError(
-            EXIT_HANDSHAKE,
-            f"the server at {where(url)} closed without answering the "
-            "handshake: if it is a TLS port, use wss://",
-        )
-    status = getattr(protocol, "http_status_line", None)
-    if status and not status.split()[1:2] == ["101"]:
-        body = received.partition(b"\r\n\r\n")[2].split(b"\n", 1)[0].strip()
-        message = f"handshake refused: {status}"
-        if body:
-            message += f": {body.decode('utf-8', 'replace')[:200]}"
-        if status.split()[1:2] == ["200"]:
-            message += " (not a WebSocket endpoint: wsecho's echo is at /socket)"
-        return ClientError(EXIT_HANDSHAKE, message)
-    from wsecho._compat.autobahn import not_clean_reason
 
-    why = not_clean_reason(protocol) or "connection lost"
-    return ClientError(EXIT_CLOSED, f"connection closed during the handshake: {why}")
-
-
-def tls_message(reason: Failure) -> str:
-    if reason.check(VerificationError):
-        return f"certificate does not match the host name ({reason.value})"
-    args = reason.value.args if reason.value is not None else ()
-    errors = args[0] if args else []
-    if isinstance(errors, list) and errors and isinstance(errors[0], tuple):
-        return str(errors[0][-1])
-    return reason.getErrorMessage()
+    def error(self, error: ClientError) -> None:
+        if self.config.json:
+            self._event("error", exit=error.code, message=str(error))
+        self.notice(f"wsecho-client: {error}")

@@ -1,77 +1,42 @@
 """
-One run of wsecho-client: the connection, the messages sent and their
-echoes checked, and the Autobahn client factory that carries the options.
+One run of wsecho-client: its connection (and, with --reconnect, the next
+ones), the messages sent and their echoes checked, pings, and how it ends.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
-from typing import IO, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from autobahn.websocket.compress import (
-    PerMessageDeflateOffer,
-    PerMessageDeflateResponse,
-    PerMessageDeflateResponseAccept,
-)
-from OpenSSL import SSL
-from twisted.internet import defer, ssl
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from wsecho import __version__
+from wsecho._compat.autobahn import closed_by_me, drop
+from wsecho.client.diagnose import connect_error, handshake_error
 from wsecho.client.output import (
     EXIT_CLOSED,
+    EXIT_INTERRUPTED,
     EXIT_MISMATCH,
     EXIT_OK,
     EXIT_TIMEOUT,
-    EXIT_USAGE,
     PROGRESS_EVERY,
     ClientError,
     Config,
     Message,
+    Output,
     Ping,
     Stats,
-    connect_error,
-    handshake_error,
-    plural,
 )
 
+if TYPE_CHECKING:
+    from wsecho.client.protocol import EchoClientProtocol
 
-class EchoClientProtocol(WebSocketClientProtocol):
-    """
-    Hands what happens on the connection to the L{Session} that owns it.
-    """
-
-    lostReason: Failure | None = None
-    # Whether a TLS handshake completed (wss:): see _handshake_error.
-    tls_done = False
-
-    def dataReceived(self, data: bytes) -> None:
-        # Decrypted data came, so TLS (if any) was answered.
-        self.tls_done = True
-        super().dataReceived(data)
-
-    def onOpen(self) -> None:
-        self.factory.session.opened(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.session.received(Message(payload, isBinary))
-
-    def onPong(self, payload: bytes) -> None:
-        self.factory.session.ponged(payload)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.session.closed(self, wasClean, code, reason)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        # Kept for onClose, which Autobahn calls from here: it is how a TLS
-        # verification failure is told apart from other drops.
-        self.lostReason = reason
-        super().connectionLost(reason)
+# --reconnect: the first wait, doubled at each failed attempt up to the cap.
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 8.0
 
 
 class Session:
@@ -81,16 +46,22 @@ class Session:
     with an exit code or fail it with a L{ClientError}.
 
     Messages come from the command line, or (--interactive) from stdin as
-    it is read, which may be before the connection is open.
+    it is read, which may be before the connection is open. C{connect}
+    opens a connection whose protocol reports back here; with --reconnect
+    it is called again after a lost connection.
     """
 
     def __init__(
-        self, config: Config, clock: IReactorTime, out: IO[str], err: IO[str]
+        self,
+        config: Config,
+        clock: IReactorTime,
+        output: Output,
+        connect: Callable[[], defer.Deferred[Any]] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
-        self.out = out
-        self.err = err
+        self.output = output
+        self.connect = connect
         self.done: defer.Deferred[int] = defer.Deferred()
         self.protocol: EchoClientProtocol | None = None
         self.pending: deque[Message | Ping] = deque(
@@ -106,7 +77,27 @@ class Session:
         # /close CODE REASON, and pings sent (payload: when) for /ping.
         self.close_with: tuple[int, str | None] = (1000, None)
         self.pings: dict[bytes, float] = {}
-        self.tty = config.interactive and out.isatty()
+        self.keepalive: task.LoopingCall | None = None
+        self.keepalives = 0
+        # --reconnect: attempts since something last came back.
+        self.attempt = 0
+        self.was_open = False
+        self.waiting: Any = None
+        self.reported = False
+        self.interrupted = False
+        self.dropped = False
+        # Where the HTTP proxy is, if there is one, for connection errors.
+        self.proxy_address: str | None = None
+
+    def start(self) -> None:
+        assert self.connect is not None
+        try:
+            connecting = self.connect()
+        except ClientError as e:  # options that cannot be used (--cafile...)
+            self.timer.cancel()
+            self._fail(e)
+            return
+        connecting.addErrback(self.connect_failed)
 
     def submit(self, message: Message) -> None:
         if not self.input_done:
@@ -132,36 +123,54 @@ class Session:
         sent = self.pings.pop(payload, None)
         if sent is None:
             return  # not ours (an unsolicited pong)
-        rtt = (time.perf_counter() - sent) * 1000
-        if isinstance(self.expected, Ping) and self.expected.data == payload:
+        self.attempt = 0
+        self.output.pong(len(payload), time.perf_counter() - sent)
+        if (
+            isinstance(self.expected, Ping)
+            and self.expected.data == payload
+            and self.result is None
+        ):
             self.timer.cancel()
             self.expected = None
             self._pump()
-        if self.config.json:
-            record = {"event": "pong", "size": len(payload), "rtt_ms": round(rtt, 3)}
-            print(json.dumps(record), file=self.out, flush=True)
-        else:
-            print(f"pong {rtt:.2f} ms", file=self.out, flush=True)
-        self._prompt()
 
-    def _prompt(self) -> None:
-        if self.tty and self.result is None:
-            print("> ", end="", file=self.out, flush=True)
+    def pinged(self, payload: bytes) -> None:
+        if self.config.show_ping:
+            self.output.server_ping(payload)
 
     def opened(self, protocol: EchoClientProtocol) -> None:
         self.protocol = protocol
         self.timer.cancel()
-        if self.config.interactive and not self.config.json:
-            agreed = ", ".join(
-                [protocol.websocket_protocol_in_use or "no subprotocol"]
-                + [e.EXTENSION_NAME for e in protocol.websocket_extensions_in_use]
-            )
-            print(f"connected to {self.config.url} ({agreed})", file=self.err)
-            self._prompt()
-        self.stats.start()
-        if self.config.count > 1:
-            self.progress = self.clock.callLater(PROGRESS_EVERY, self._progress)
+        self.output.connected(
+            self.config.url,
+            protocol.websocket_protocol_in_use,
+            [e.EXTENSION_NAME for e in protocol.websocket_extensions_in_use],
+        )
+        if not self.was_open:
+            self.was_open = True
+            self.stats.start()
+            if self.config.count > 1:
+                self.progress = self.clock.callLater(PROGRESS_EVERY, self._progress)
+        if self.config.ping_interval:
+            self.keepalive = task.LoopingCall(self._keepalive)
+            self.keepalive.clock = self.clock
+            self.keepalive.start(self.config.ping_interval, now=False)
         self._pump()
+
+    def _keepalive(self) -> None:
+        """
+        --ping-interval: ping, unless the last one is unanswered after
+        --timeout (the connection is then dead).
+        """
+        now = time.perf_counter()
+        if any(now - sent > self.config.timeout for sent in self.pings.values()):
+            self._timed_out("waiting for a pong")
+            return
+        if self.protocol is not None:
+            self.keepalives += 1
+            data = b"keepalive %d" % self.keepalives
+            self.pings[data] = now
+            self.protocol.sendPing(data)
 
     def _progress(self) -> None:
         """
@@ -169,36 +178,27 @@ class Session:
         in place on a terminal).
         """
         line = f"{self.stats.messages}/{self.total} messages, {self.stats.rate():.0f}/s"
-        if self.err.isatty():
-            print(f"\r{line}", end="", file=self.err, flush=True)
+        if self.output.err.isatty():
+            print(f"\r{line}", end="", file=self.output.err, flush=True)
         else:
-            print(line, file=self.err, flush=True)
+            print(line, file=self.output.err, flush=True)
         self.progress = self.clock.callLater(PROGRESS_EVERY, self._progress)
 
-    def _stop_progress(self) -> None:
+    def _stop_timers(self) -> None:
         if self.progress is not None and self.progress.active():
             self.progress.cancel()
-            if self.err.isatty():
-                print(file=self.err)
+            if self.output.err.isatty():
+                print(file=self.output.err)
+        if self.keepalive is not None and self.keepalive.running:
+            self.keepalive.stop()
+        if self.waiting is not None and self.waiting.active():
+            self.waiting.cancel()
 
     def _report(self) -> None:
-        summary = self.stats.summary()
-        self._stop_progress()
-        if self.config.json:
-            print(
-                json.dumps({"event": "summary", **summary}), file=self.out, flush=True
-            )
-        elif self.config.count > 1 or self.config.quiet:
-            latency = summary["latency_ms"]
-            print(
-                f"wsecho-client: {plural(summary['messages'], 'message')} "
-                f"({plural(summary['bytes'], 'byte')}) in {summary['seconds']:.2f} s: "
-                f"{summary['rate']:.0f} messages/s; latency p50 "
-                f"{latency['p50']:.3f} ms, p99 {latency['p99']:.3f} ms, "
-                f"max {latency['max']:.3f} ms",
-                file=self.err,
-                flush=True,
-            )
+        self._stop_timers()
+        if self.was_open and not self.reported:
+            self.reported = True
+            self.output.summary(self.stats.summary())
 
     def _pump(self) -> None:
         if (
@@ -232,24 +232,26 @@ class Session:
 
     def received(self, message: Message) -> None:
         latency = self.stats.echoed(len(message.payload))
-        if not self.config.quiet:
-            if self.config.json:
-                print(json.dumps(message.as_json(latency)), file=self.out, flush=True)
-            else:
-                print(message.describe(), file=self.out, flush=True)
-        if self.expected is None or isinstance(self.expected, Ping):
-            self._prompt()
+        # The connection works: --reconnect counts failed attempts from here
+        # (not from the opening, or a server that accepts and closes at
+        # once would be tried forever).
+        self.attempt = 0
+        self.output.echo(message, latency)
+        if (
+            self.expected is None
+            or isinstance(self.expected, Ping)
+            or self.result is not None  # closing: what was in flight
+        ):
             return
         self.timer.cancel()
         if self.config.check and message != self.expected:
-            print(
-                f"wsecho-client: echo mismatch: sent {self.expected.describe()}",
-                file=self.err,
+            self.output.notice(
+                f"wsecho-client: echo mismatch: sent {self.expected.describe()}"
             )
+            self._report()
             self._finish(EXIT_MISMATCH)
             return
         self.expected = None
-        self._prompt()
         self._pump()
 
     def _finish(self, code: int) -> None:
@@ -261,26 +263,83 @@ class Session:
         close_code, reason = self.close_with if code == EXIT_OK else (1000, None)
         self.protocol.sendClose(close_code, reason)
 
+    def interrupt(self) -> None:
+        """
+        Ctrl-C: close with 1000 at once, as the user's choice; a second
+        Ctrl-C (or one before the connection is open) stops without waiting.
+        """
+        if self.done.called:
+            return
+        if self.interrupted or self.protocol is None:
+            self._report()
+            self._drop()
+            self._fail(ClientError(EXIT_INTERRUPTED, "interrupted (Ctrl-C)"))
+            return
+        self.interrupted = True
+        if self.timer.active():
+            self.timer.cancel()
+        self._report()
+        self.result = EXIT_OK if self.config.interactive else EXIT_INTERRUPTED
+        self.protocol.sendClose(1000)
+
+    def _drop(self) -> None:
+        if self.protocol is not None:
+            self.dropped = True
+            drop(self.protocol, abort=True)
+
     def _timed_out(self, doing: str) -> None:
+        self._report()
         self._fail(
             ClientError(
                 EXIT_TIMEOUT, f"timed out after {self.config.timeout:g} s {doing}"
             )
         )
-        if self.protocol is not None:
-            from wsecho._compat.autobahn import drop
-
-            drop(self.protocol, abort=True)
+        self._drop()
 
     def _fail(self, reason: Exception) -> None:
-        self._stop_progress()
+        self._stop_timers()
         if not self.done.called:
             self.done.errback(reason)
+
+    def _retry(self, why: str) -> bool:
+        """
+        --reconnect: after a lost connection, try again after a wait that
+        doubles at each failed attempt, at most C{config.reconnect} times in
+        a row. Whatever was in flight is sent again.
+        """
+        if (
+            not self.was_open
+            or self.attempt >= self.config.reconnect
+            or self.result is not None
+            or self.interrupted
+            or self.done.called
+        ):
+            return False
+        self.attempt += 1
+        delay = min(RECONNECT_FIRST * 2 ** (self.attempt - 1), RECONNECT_MAX)
+        self.output.reconnecting(why, delay, self.attempt, self.config.reconnect)
+        if self.expected is not None:
+            if isinstance(self.expected, Ping):
+                self.pings.pop(self.expected.data, None)
+            self.pending.appendleft(self.expected)
+            self.expected = None
+        self.pings.clear()
+
+        def again() -> None:
+            self.timer = self.clock.callLater(
+                self.config.timeout, self._timed_out, "connecting"
+            )
+            self.start()
+
+        self.waiting = self.clock.callLater(delay, again)
+        return True
 
     def connect_failed(self, reason: Failure) -> None:
         if self.timer.active():
             self.timer.cancel()
-        self._fail(connect_error(reason, self.config.url))
+        error = connect_error(reason, self.config.url, self.proxy_address)
+        if not self._retry(str(error)):
+            self._fail(error)
 
     def closed(
         self,
@@ -291,101 +350,46 @@ class Session:
     ) -> None:
         if self.timer.active():
             self.timer.cancel()
+        if self.keepalive is not None and self.keepalive.running:
+            self.keepalive.stop()
         if self.done.called:
             return
-        if self.protocol is not None and self.config.interactive:
-            said = f"closed {code}" + (f" {reason}" if reason else "")
-            if self.tty:
-                print(file=self.out)
-            print(said, file=self.err, flush=True)
-        if self.protocol is None:
-            self._fail(handshake_error(protocol, self.config.url))
-        elif self.result is None and not self.config.check and wasClean:
-            # A general client: the server closing cleanly is the end.
-            self.done.callback(EXIT_OK)
+        if protocol is not self.protocol:
+            error = handshake_error(protocol, self.config.url)
+            if not self._retry(str(error)):
+                self._fail(error)
+            return
+        self.protocol = None
+        by = "client" if closed_by_me(protocol) or self.dropped else "server"
+        detail = f"code {code}" + (f", {reason}" if reason else "")
+        ends = self.result is not None or (not self.config.check and wasClean)
+        if (
+            not ends
+            and by == "server"
+            and self._retry(f"connection closed by the server ({detail})")
+        ):
+            self.output.closed(code, reason, by, wasClean, "")
+            return
+        self._report()
+        self.output.closed(
+            code, reason, by, wasClean, "Ctrl-C" if self.interrupted else ""
+        )
+        if self.result == EXIT_INTERRUPTED:
+            self._fail(
+                ClientError(
+                    EXIT_INTERRUPTED,
+                    f"interrupted (Ctrl-C) after {self.stats.messages} of "
+                    f"{self.total} echoes",
+                )
+            )
         elif self.result is not None:
             # We closed: every echo so far was checked, whether or not the
             # server completed the closing handshake.
             self.done.callback(self.result)
+        elif not self.config.check and wasClean:
+            # A general client: the server closing cleanly is the end.
+            self.done.callback(EXIT_OK)
         else:
-            detail = f"code {code}" + (f", {reason}" if reason else "")
             self._fail(
                 ClientError(EXIT_CLOSED, f"connection closed by the server ({detail})")
             )
-
-
-def tls_options(config: Config, host: str) -> Any:
-    if config.insecure:
-        return ssl.CertificateOptions(verify=False)
-    if config.cafile is not None:
-        try:
-            with open(config.cafile, "rb") as f:
-                pem = f.read()
-            roots = [ssl.Certificate.loadPEM(block) for block in _pem_blocks(pem)]
-        except (OSError, SSL.Error, ValueError) as e:
-            raise ClientError(EXIT_USAGE, f"--cafile {config.cafile}: {e}") from None
-        if not roots:
-            raise ClientError(
-                EXIT_USAGE, f"--cafile {config.cafile}: no certificate in it"
-            )
-        return ssl.optionsForClientTLS(
-            host, trustRoot=ssl.trustRootFromCertificates(roots)
-        )
-    return ssl.optionsForClientTLS(host)
-
-
-def _pem_blocks(pem: bytes) -> list[bytes]:
-    end = b"-----END CERTIFICATE-----"
-    return [
-        block + end
-        for block in pem.split(end)
-        if b"-----BEGIN CERTIFICATE-----" in block
-    ]
-
-
-class _ClientFactory(WebSocketClientFactory):
-    protocol = EchoClientProtocol
-    session: Session
-
-
-def client_factory(config: Config, session: Session) -> WebSocketClientFactory:
-    factory = _ClientFactory(
-        config.url,
-        origin=config.origin,
-        protocols=config.subprotocols or None,
-        headers=config.headers or None,
-        useragent=f"wsecho-client/{__version__}",
-    )
-    factory.session = session
-    # Session's own timer covers connecting and the opening handshake.
-    configure_client_factory(factory, config.compression, config.timeout)
-    factory.setProtocolOptions(openHandshakeTimeout=0)
-    return factory
-
-
-def _accept_deflate(
-    response: PerMessageDeflateResponse,
-) -> PerMessageDeflateResponseAccept:
-    return PerMessageDeflateResponseAccept(response)
-
-
-def configure_client_factory(
-    factory: WebSocketClientFactory, compression: bool = True, timeout: float = 10.0
-) -> None:
-    """
-    The protocol options of wsecho's client, shared by C{wsecho-client} and
-    the TestSuite testee (L{wsecho.client.testee}).
-    """
-    factory.setProtocolOptions(
-        openHandshakeTimeout=timeout,
-        closeHandshakeTimeout=timeout,
-        # Send the close frame (1002, 1007, ...) before dropping a server
-        # that broke the protocol, as RFC 6455 asks.
-        failByDrop=False,
-        tcpNoDelay=True,
-    )
-    if compression:
-        factory.setProtocolOptions(
-            perMessageCompressionOffers=[PerMessageDeflateOffer()],
-            perMessageCompressionAccept=_accept_deflate,
-        )
