@@ -469,6 +469,25 @@ def test_command_line_wins_over_a_bad_variable() -> None:
     assert parse("--listen", "tcp:1", environ=listen)["listen"] == ["tcp:1"]
 
 
+def test_listen_and_port_replace_each_others_variables(certificates) -> None:
+    """
+    --listen on the command line replaces WSECHO_PORT and the TLS files'
+    variables; --port (or the TLS files) replaces WSECHO_LISTEN.
+    """
+    cert, key = str(certificates["cert"]), str(certificates["key"])
+    tls = {"WSECHO_CERTIFICATE": cert, "WSECHO_PRIVKEY": key, "WSECHO_PORT": "1"}
+    assert parse("--listen", "tcp:2", environ=tls)["listen"] == ["tcp:2"]
+    listen = {"WSECHO_LISTEN": "tcp:2"}
+    assert parse("--port", "3", environ=listen)["listen"] == [
+        "tcp:3:interface=127.0.0.1"
+    ]
+    options = parse("--certificate", cert, "--privkey", key, environ=listen)
+    assert options["listen"][0].startswith("ssl:8181:interface=127.0.0.1:")
+    # Both from the environment: which one was meant is not known.
+    with pytest.raises(UsageError, match="with --listen"):
+        parse(environ={**tls, **listen})
+
+
 def test_misspelt_variable_is_warned_of() -> None:
     """
     A WSECHO_ variable that names no option is warned of, with the closest

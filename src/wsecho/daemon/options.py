@@ -21,6 +21,8 @@ from wsecho.settings import DEFAULT_BUDGET, EchoSettings, MiB
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
+# What --listen replaces.
+_TCP_SIDE = {"port", "interface", "certificate", "privkey"}
 
 
 class Options(usage.Options):
@@ -251,13 +253,15 @@ class Options(usage.Options):
             probe.postOptions = lambda: None  # type: ignore[method-assign]
             probe.parseOptions(arguments)
 
+        # --listen replaces --port, --interface and the TLS files: a
+        # variable of either side yields to the other side given here.
+        on_command_line = config.given_options(self, given)
+        if on_command_line & _TCP_SIDE:
+            on_command_line.add("listen")
+        if "listen" in on_command_line:
+            on_command_line |= _TCP_SIDE
         return config.from_environment(
-            self._environ,
-            names,
-            flags,
-            self.repeatable,
-            config.given_options(self, given),
-            check,
+            self._environ, names, flags, self.repeatable, on_command_line, check
         )
 
     def opt_listen(self, description: str) -> None:
