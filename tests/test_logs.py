@@ -35,8 +35,8 @@ def test_one_startup_line(run) -> None:
     """
     daemon = run("--memory-budget", "100000000", "--subprotocol", "chat")
     line = daemon.wait_for("wsecho 0.1.0 listening on ")
-    # Where it was told to listen (port 0: the kernel chose daemon.port).
-    assert "listening on tcp:0:interface=127.0.0.1," in line, line
+    # Where it listens, as bound: port 0 is the one the kernel chose.
+    assert f"listening on 127.0.0.1:{daemon.port}," in line, line
     assert "1 worker(s)" in line, line
     assert "options: --memory-budget 100000000 --subprotocol chat" in line, line
     assert daemon.stop() == 0

@@ -109,6 +109,12 @@ def test_port_in_use(tmp_path, daemon) -> None:
         ),
         (["--no-such-option"], {}, "option --no-such-option not recognized"),
         (
+            ["--pidfile=x.pid"],
+            {},
+            "option --pidfile not recognized (--pidfile is twistd's: give it "
+            "before wsecho, as in twistd --pidfile ... wsecho ...)",
+        ),
+        (
             [],
             {"WSECHO_PORT": "x"},
             "WSECHO_PORT: --port 'x': a port number, 0 to 65535.",

@@ -42,6 +42,7 @@ class Daemon:
         twistd: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         # Where it listens, once start_daemon has read it from the log.
         self.port = 0
@@ -59,6 +60,8 @@ class Daemon:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Sockets a supervisor passes (systemd's), if any.
+            pass_fds=pass_fds,
         )
         self.pid = self.process.pid
         threading.Thread(target=self._read, daemon=True).start()

@@ -14,17 +14,15 @@ from typing import Any
 from twisted.internet import endpoints
 from twisted.python import usage
 
-from wsecho import __version__, build_info
+from wsecho import build_info
 from wsecho.daemon import parse as config
 from wsecho.http.policy import ProxyTrust
 from wsecho.settings import DEFAULT_BUDGET, EchoSettings, MiB
 
 DEFAULT_PORT = 8181
 DEFAULT_INTERFACE = "127.0.0.1"
-
-
-def _tcp_endpoint(port: int, interface: str) -> str:
-    return f"tcp:{port}:interface={endpoints.quoteStringArgument(interface)}"
+# What --listen replaces.
+_TCP_SIDE = {"port", "interface", "certificate", "privkey"}
 
 
 class Options(usage.Options):
@@ -33,10 +31,11 @@ class Options(usage.Options):
         "Serve a WebSocket echo at /socket and an index page with an echo "
         "console at /. Every message is sent back with its type. By default "
         "it listens on 127.0.0.1:8181, accepts browsers from its own origin "
-        "only, negotiates permessage-deflate and pings idle peers. Every "
+        "only, negotiates permessage-deflate and pings idle peers; with "
+        "--certificate and --privkey it serves wss:// and https://. Every "
         "option can also come from the environment, as WSECHO_ and its name "
-        "(WSECHO_PORT=8181, WSECHO_NO_COMPRESSION=1, WSECHO_LISTEN='tcp:8181 "
-        "unix:/run/wsecho.sock'); the command line wins."
+        f"({', '.join(config.ENVIRONMENT_EXAMPLES)}); the command line wins. twistd's "
+        "own options (-n, --pidfile, --logfile) go before wsecho."
     )
 
     optFlags: list[list[str | None]] = [
@@ -54,14 +53,32 @@ class Options(usage.Options):
             "port",
             "p",
             DEFAULT_PORT,
-            "TCP port to listen on.",
-            config.coercer("port", usage.portCoerce, "a port number, 0 to 65535."),
+            "TCP port to listen on, 0 to 65535 (0: one the system chooses, "
+            "named by the start-up line).",
+            config.coercer(
+                "port", usage.portCoerce, "a port number, 0 to 65535.", shown=""
+            ),
         ],
         [
             "interface",
             "i",
             DEFAULT_INTERFACE,
             "Address to listen on (:: or 0.0.0.0 for every address).",
+        ],
+        [
+            "certificate",
+            None,
+            None,
+            "PEM file of the server certificate (its chain may follow): "
+            "--port and --interface then serve TLS (wss://, https://). "
+            "Read again on SIGHUP.",
+        ],
+        [
+            "privkey",
+            None,
+            None,
+            "PEM file of the certificate's private key, without a passphrase. "
+            "Read again on SIGHUP.",
         ],
         [
             "max-message-size",
@@ -125,7 +142,7 @@ class Options(usage.Options):
             "max-connections-per-ip",
             None,
             0,
-            "Most WebSocket connections open at once from one client address (see --trust-proxy); more are answered 503. 0: no limit.",
+            "Most WebSocket connections open at once from one client address (see --trust-proxy); more are answered 503.",
             config.count("max-connections-per-ip"),
         ],
         [
@@ -137,13 +154,14 @@ class Options(usage.Options):
                 "forwarded-header",
                 config.forwarded_header,
                 "x-forwarded-for or forwarded.",
+                shown="",
             ),
         ],
         [
             "memory-budget",
             None,
             DEFAULT_BUDGET,
-            "Bytes the whole daemon may hold for clients (unfinished messages after inflation, frames waiting to be whole, unread echoes and HTTP answers); past it the largest holder is closed with 1013. Shared out among --workers. 0: no budget.",
+            "Bytes the whole daemon may hold for clients (unfinished messages after inflation, frames waiting to be whole, unread echoes and HTTP answers); past it the largest holder is closed with 1013. Shared out among --workers.",
             config.count("memory-budget"),
         ],
         [
@@ -174,7 +192,7 @@ class Options(usage.Options):
             1001,
             "The close code clients get on shutdown: 1001 (going away) or 1012 (service restart: reconnect).",
             config.coercer(
-                "shutdown-close-code", config.shutdown_code, "1001 or 1012."
+                "shutdown-close-code", config.shutdown_code, "1001 or 1012.", shown=""
             ),
         ],
     ]
@@ -193,6 +211,9 @@ class Options(usage.Options):
             self[name] = []
         # The command line as given, for the workers of --workers.
         self.arguments: list[str] = []
+        # What the start-up line warns of (misspelt variables, listeners on
+        # every address): not errors, but likely not what was meant.
+        self.warnings: list[str] = []
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         if options is None:
@@ -202,12 +223,14 @@ class Options(usage.Options):
         try:
             super().parseOptions(self._from_environment(options) + options)
         except usage.UsageError as e:
-            if getattr(self, "parent", None) is None:
+            parent = getattr(self, "parent", None)
+            if parent is None:
                 raise
             # Under twistd (or twist): one line naming the option, not
             # twistd's eighty lines of help with the error last.
             command = f"{os.path.basename(sys.argv[0])} wsecho"
             message = str(e).replace("Parameter type enforcement failed: ", "")
+            message += config.twistd_option_hint(parent, message)
             print(f"{command}: {message}\nSee: {command} --help", file=sys.stderr)
             raise SystemExit(2) from None
 
@@ -219,41 +242,29 @@ class Options(usage.Options):
     def _from_environment(self, given: list[str]) -> list[str]:
         """
         The arguments that WSECHO_* variables stand for, each checked on its
-        own so that an error names the variable. A repeatable option given
-        on the command line replaces its variable's values.
+        own so that an error names the variable.
         """
-        arguments = []
-        for names, is_flag in (
-            ([f[0] for f in self.optFlags], True),
-            ([p[0] for p in self.optParameters], False),
-            (list(self.repeatable), False),
-        ):
-            for name in names:
-                assert name is not None
-                variable = config.variable(name)
-                value = self._environ.get(variable)
-                if value is None:
-                    continue
-                if name in self.repeatable and any(
-                    a == f"--{name}" or a.startswith(f"--{name}=") for a in given
-                ):
-                    continue
-                these = config.environment_arguments(
-                    variable, name, value, is_flag, self.repeatable
-                )
-                if name in self.repeatable and not these:
-                    continue
-                probe = Options(environ={}, check_listen=self._check_listen)
-                probe.postOptions = lambda: None  # type: ignore[method-assign]
-                try:
-                    probe.parseOptions(these)
-                except (usage.UsageError, ValueError) as e:
-                    raise usage.UsageError(f"{variable}: {e}") from None
-                arguments += these
-        return arguments
+        flags = [str(f[0]) for f in self.optFlags]
+        names = flags + [str(p[0]) for p in self.optParameters] + list(self.repeatable)
+        self.warnings += config.unknown_variables(self._environ, names)
+
+        def check(arguments: list[str]) -> None:
+            probe = Options(environ={}, check_listen=self._check_listen)
+            probe.postOptions = lambda: None  # type: ignore[method-assign]
+            probe.parseOptions(arguments)
+
+        # --listen replaces --port, --interface and the TLS files: a
+        # variable of either side yields to the other side given here.
+        on_command_line = config.given_options(self, given)
+        if on_command_line & _TCP_SIDE:
+            on_command_line.add("listen")
+        if "listen" in on_command_line:
+            on_command_line |= _TCP_SIDE
+        return config.from_environment(
+            self._environ, names, flags, self.repeatable, on_command_line, check
+        )
 
     def opt_listen(self, description: str) -> None:
-        "A Twisted server endpoint to listen on (tcp:8181:interface=::1, ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/wsecho.sock, systemd:domain=INET:index=0). Repeatable; replaces --port and --interface."
         from twisted.internet import reactor
 
         try:
@@ -262,27 +273,48 @@ class Options(usage.Options):
         except Exception as e:
             # A bad string, an unknown type, an unreadable certificate or a
             # systemd socket that was not passed: all are the user's to fix.
+            problem = config.tls_problem(description) or e
             raise usage.UsageError(
-                f"--listen {description!r} is not a usable server endpoint: {e}"
+                f"--listen {description!r} is not a usable server endpoint: {problem}"
             ) from None
+        warning = config.every_address_warning(description)
+        if warning is not None:
+            self.warnings.append(warning)
         self["listen"].append(description)
 
+    opt_listen.__doc__ = (
+        "A Twisted server endpoint to listen on, its colons in values "
+        f"escaped ({', '.join(config.LISTEN_EXAMPLES)}; ssl: for TLS with settings "
+        "of its own, see the README). Repeatable; replaces --port, --interface, "
+        "--certificate and --privkey."
+    )
+
     def opt_allowed_origin(self, pattern: str) -> None:
-        "Also accept browsers from origins matching this pattern (https://*.example.com, http://localhost:*, null); '*' accepts every origin. Repeatable. Without it only same-origin pages (and clients that send no Origin) may connect."
         if not pattern.strip():
             raise usage.UsageError("--allowed-origin needs a pattern, or '*'")
         self["allowed-origin"].append(pattern.strip())
 
+    opt_allowed_origin.__doc__ = (
+        "Also accept browsers from origins matching this pattern "
+        f"({', '.join(config.ORIGIN_EXAMPLES)}); '*' accepts every origin. Repeatable. "
+        "Without it only same-origin pages (and clients that send no Origin) "
+        "may connect."
+    )
+
     def opt_subprotocol(self, name: str) -> None:
-        "A subprotocol the server accepts (e.g. chat); repeatable. The first of the client's offers that is listed here is selected."
         if not name or any(c in name for c in ' \t,;"()/<>@[]?={}\\'):
             raise usage.UsageError(
                 f"--subprotocol {name!r} is not a valid subprotocol token"
             )
         self["subprotocol"].append(name)
 
+    opt_subprotocol.__doc__ = (
+        f"A subprotocol the server accepts (e.g. {config.SUBPROTOCOL_EXAMPLES[0]}); "
+        "repeatable. The first of the client's offers that is listed here is "
+        "selected."
+    )
+
     def opt_trust_proxy(self, value: str) -> None:
-        "Believe the client address that proxies forward (see --forwarded-header), for logs and --max-connections-per-ip: a number of proxies in front of wsecho (1), or the networks they connect from (10.0.0.0/8,::1; repeatable)."
         try:
             ProxyTrust.parse([value], "x-forwarded-for")
         except ValueError as e:
@@ -292,13 +324,25 @@ class Options(usage.Options):
             ) from None
         self["trust-proxy"].append(value)
 
+    opt_trust_proxy.__doc__ = (
+        "Believe the client address that proxies forward (see "
+        "--forwarded-header), for logs and --max-connections-per-ip: a number "
+        f"of proxies in front of wsecho ({config.PROXY_EXAMPLES[0]}), or the networks "
+        f"they connect from ({config.PROXY_EXAMPLES[1]}; repeatable)."
+    )
+
     def postOptions(self) -> None:
         if self["ping-interval"] and not self["ping-timeout"]:
             raise usage.UsageError(
                 "--ping-timeout must be more than 0 while --ping-interval is on"
             )
-        if not self["listen"]:
-            self["listen"] = [_tcp_endpoint(self["port"], self["interface"])]
+        self["listen"] = config.listeners(
+            self["listen"],
+            self["port"],
+            self["interface"],
+            self["certificate"],
+            self["privkey"],
+        )
         hops = [v for v in self["trust-proxy"] if v.strip().isdigit()]
         if hops and len(self["trust-proxy"]) > 1:
             raise usage.UsageError(
@@ -353,12 +397,3 @@ def version_line() -> str:
         f"wsecho {info['version']} (Python {info['python']}, Twisted "
         f"{info['twisted']}, Autobahn {info['autobahn']})"
     )
-
-
-def startup_line(options: Options) -> dict[str, Any]:
-    return {
-        "version": __version__,
-        "listen": " ".join(options["listen"]),
-        "workers": options["workers"],
-        "options": " ".join(options.changed()) or "defaults",
-    }

@@ -9,26 +9,55 @@ from __future__ import annotations
 import resource
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 _log = Logger()
 
 
-def announce(startup: dict[str, Any] | None) -> None:
+def bound(port: IListeningPort, tls: bool) -> str:
     """
-    One line at start-up: wsecho's version, where it listens, how many
-    workers, the options that are not defaults.
+    Where C{port} listens, as bound (port 0 resolved): C{127.0.0.1:8443
+    (TLS)}, C{[::1]:8181}, C{unix:/run/wsecho.sock}.
     """
-    if startup is not None:
-        _log.info(
-            "wsecho {version} listening on {listen}, {workers} worker(s), "
-            "options: {options}",
-            **startup,
+    host = port.getHost()
+    if isinstance(host, IPv6Address):
+        where = f"[{host.host}]:{host.port}"
+    elif isinstance(host, IPv4Address):
+        where = f"{host.host}:{host.port}"
+    elif isinstance(host, UNIXAddress):
+        name = host.name
+        where = "unix:" + (
+            name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         )
+    else:
+        where = str(host)
+    return f"{where} (TLS)" if tls else where
+
+
+def announce(startup: dict[str, Any] | None, listening: Sequence[str]) -> None:
+    """
+    One line at start-up: wsecho's version, every address it listens on as
+    bound, how many workers, the options that are not defaults; then a
+    warning for each thing that is likely not what was meant.
+    """
+    if startup is None:
+        return
+    _log.info(
+        "wsecho {version} listening on {listen}, {workers} worker(s), "
+        "options: {options}",
+        version=startup["version"],
+        listen=", ".join(listening),
+        workers=startup["workers"],
+        options=startup["options"],
+    )
+    for warning in startup.get("warnings", ()):
+        _log.warn("{warning}", warning=warning)
 
 
 def take_signals(
@@ -101,6 +130,12 @@ def raise_file_limit() -> None:
 
 
 def exit_if_cannot_listen(start: Callable[[], None]) -> None:
+    """
+    Run C{start}; exit with one line if it cannot listen. The daemon
+    listens in C{makeService}, before twistd writes its pidfile and forks
+    (L{wsecho.daemon.tap.makeService}): the line reaches the terminal and
+    the exit status is 1, with or without C{-n}.
+    """
     try:
         start()
     except CannotListenError as e:

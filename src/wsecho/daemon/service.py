@@ -13,11 +13,14 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from wsecho import _compat
 from wsecho.daemon.process import (
     announce,
+    bound,
     exit_if_cannot_listen,
     raise_file_limit,
     take_signals,
@@ -42,6 +45,27 @@ def warn_if_libraries_changed() -> None:
             "the public (slower) path for: {shortcuts}",
             shortcuts=", ".join(changed),
         )
+
+
+@implementer(IStreamServerEndpoint)
+class _Recorded:
+    """
+    An endpoint that keeps the port it listens on, for the start-up line:
+    C{StreamServerEndpointService} keeps it only in private attributes.
+    """
+
+    def __init__(self, endpoint: Any, tls: bool, ports: list[str]) -> None:
+        self._endpoint = endpoint
+        self._tls = tls
+        self._ports = ports
+
+    def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        def record(port: IListeningPort) -> IListeningPort:
+            self._ports.append(bound(port, self._tls))
+            return port
+
+        listening: Deferred[IListeningPort] = self._endpoint.listen(factory)
+        return listening.addCallback(record)
 
 
 class EchoService(MultiService):
@@ -79,7 +103,10 @@ class EchoService(MultiService):
         self._close_code = close_code
         self._reactor = reactor
         self._stopping = False
+        self._listened = False
         self.tls: list[ReloadableTLS] = []
+        # Where it listens, as bound, in the order of the descriptions.
+        self.listening: list[str] = []
 
     @classmethod
     def from_options(cls, site: Site, options: Any, reactor: Any) -> EchoService:
@@ -102,19 +129,28 @@ class EchoService(MultiService):
         service = strports.service(
             with_backlog(description), self._site, reactor=self._reactor
         )
-        if is_tls(description):
-            assert isinstance(service, StreamServerEndpointService)
+        assert isinstance(service, StreamServerEndpointService)
+        tls = is_tls(description)
+        if tls:
             self.tls.append(ReloadableTLS(description, self._reactor, service.endpoint))
+        service.endpoint = _Recorded(service.endpoint, tls, self.listening)
         service.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
+        """
+        Listen, once: C{makeService} already does under twistd, which calls
+        this again.
+        """
+        if self._listened:
+            return
+        self._listened = True
         raise_file_limit()
         memory.map_large_buffers()
         exit_if_cannot_listen(super().privilegedStartService)
 
     def startService(self) -> None:
         exit_if_cannot_listen(super().startService)
-        announce(self.startup)
+        announce(self.startup, self.listening)
         warn_if_libraries_changed()
         _compat.twisted.poll_without_log_context(self._reactor)
         self._reactor.callWhenRunning(

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsecho._compat.twisted import TLS_RELOAD, set_tls_context, tls_context
+from wsecho.daemon.parse import tls_problem
 
 
 def is_tls(description: str) -> bool:
@@ -46,6 +47,11 @@ class ReloadableTLS:
         set_tls_context(endpoint, self)
 
     def _load(self) -> Any:
+        # Which file, and what is wrong with it, rather than OpenSSL's
+        # [('DECODER routines', '', 'unsupported')].
+        problem = tls_problem(self.description)
+        if problem is not None:
+            raise ValueError(problem)
         endpoint = endpoints.serverFromString(self._reactor, self.description)
         return tls_context(endpoint)
 

@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 
 from wsecho.daemon.process import (
     announce,
+    bound,
     exit_if_cannot_listen,
     raise_file_limit,
     take_signals,
@@ -109,6 +110,9 @@ class WorkerPool(MultiService):
         self.stopping = False
 
     def privilegedStartService(self) -> None:
+        # Once: makeService already listens under twistd (wsecho.daemon.tap).
+        if self.ports:
+            return
         raise_file_limit()
         exit_if_cannot_listen(self._listen)
         super().privilegedStartService()
@@ -135,7 +139,13 @@ class WorkerPool(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        announce(self.startup)
+        announce(
+            self.startup,
+            [
+                bound(port, is_tls(description))
+                for description, port in zip(self.descriptions, self.ports, strict=True)
+            ],
+        )
         for number in range(1, self.count + 1):
             self._start(number)
         self.reactor.callWhenRunning(
