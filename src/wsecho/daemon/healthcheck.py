@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from twisted.python.usage import UsageError
 
 from wsecho.daemon.options import Options
+from wsecho.daemon.parse import endpoint_fields
 
 TIMEOUT = 3.0
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -38,29 +39,6 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-def _fields(description: str) -> tuple[str, list[str], dict[str, str]]:
-    """
-    An endpoint description's type, positional and keyword arguments (with
-    Twisted's escapes: C{\\:} is a colon).
-    """
-    parts, current, escaped = [], "", False
-    for char in description:
-        if escaped:
-            current, escaped = current + char, False
-        elif char == "\\":
-            escaped = True
-        elif char == ":":
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    kind, rest = parts[0].strip().lower(), parts[1:]
-    positional = [p for p in rest if "=" not in p]
-    keywords = dict(p.split("=", 1) for p in rest if "=" in p)
-    return kind, positional, keywords
-
-
 def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     """
     An HTTP connection (not yet open) to the daemon C{environ} configures.
@@ -69,7 +47,7 @@ def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     options = Options(environ=environ, check_listen=False)
     options.parseOptions([])
     listen = options["listen"][0]
-    kind, positional, keywords = _fields(listen)
+    kind, positional, keywords = endpoint_fields(listen)
     if kind == "unix":
         return _UnixConnection(keywords.get("address") or positional[0])
     if kind not in ("tcp", "ssl"):
