@@ -24,6 +24,9 @@ CSP = (
 ASSETS = {
     b"": ("index.html", b"text/html; charset=utf-8"),
     b"console.js": ("console.js", b"text/javascript; charset=utf-8"),
+    # The console's modules, which console.js imports.
+    b"bytes.js": ("bytes.js", b"text/javascript; charset=utf-8"),
+    b"chart.js": ("chart.js", b"text/javascript; charset=utf-8"),
     b"console.css": ("console.css", b"text/css; charset=utf-8"),
     b"favicon.svg": ("favicon.svg", b"image/svg+xml"),
     # What browsers ask for unprompted.
