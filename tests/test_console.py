@@ -56,6 +56,13 @@ def chrome(tmp_path, downloads):
 
 
 @pytest.fixture
+def axe():
+    # A fixture, so that a missing axe-core skips the test before a daemon
+    # starts.
+    return axe_source()
+
+
+@pytest.fixture
 def daemon(tmp_path):
     daemon = start_daemon(tmp_path, "--subprotocol", "chat")
     daemon.page = f"http://127.0.0.1:{daemon.port}/"
@@ -422,7 +429,7 @@ return {message: box("message"), file: box("file"), reason: box("close-reason"),
 
 
 @pytest.mark.parametrize("width", [1280, 390])
-def test_layout_and_accessibility(chrome, daemon, tmp_path, width) -> None:
+def test_layout_and_accessibility(axe, chrome, daemon, tmp_path, width) -> None:
     """
     At 1280 and 390 pixels wide, light and dark, with every kind of line in
     the log and a message expanded: no sideways scrolling; the fields
@@ -431,7 +438,6 @@ def test_layout_and_accessibility(chrome, daemon, tmp_path, width) -> None:
     at least 44 px either way; no console errors; no serious or critical
     axe-core violation.
     """
-    axe = axe_source()
     wait = open_console(chrome, daemon, width)
     send_samples(chrome, wait, tmp_path)
     chrome.find_elements(By.CSS_SELECTOR, "#log summary")[-1].click()
