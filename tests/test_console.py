@@ -155,11 +155,13 @@ def test_log_lines(chrome, daemon, tmp_path, downloads) -> None:
     entry.find_element(By.TAG_NAME, "summary").click()
     wait.until(lambda _: dump.text.count("\n") == 18)
     rows = dump.text.splitlines()
-    assert rows[0].startswith("00000000  00 01 02 03 04 05 06 07  08 09 0a 0b")
-    assert rows[-1].startswith("00000120  65 63 68 6f 77 73 65 63  68 6f 21 21 ")
+    assert rows[0].startswith("0000  00 01 02 03 04 05 06 07  08 09 0a 0b")
+    assert rows[-1].startswith("0120  65 63 68 6f 77 73 65 63  68 6f 21 21 ")
     assert rows[-1].endswith("|echowsecho!!|")
-    hex_digits = "".join(row[10:59] for row in rows).split()
-    assert bytes.fromhex("".join(hex_digits)) == content
+    offsets = [int(row.split()[0], 16) for row in rows]
+    assert offsets == list(range(0, 300, 16))
+    hex_digits = "".join("".join(row.split("|")[0].split()[1:]) for row in rows)
+    assert bytes.fromhex(hex_digits) == content
 
     before = {p.name for p in downloads.iterdir()} if downloads.exists() else set()
     link = entry.find_element(By.CSS_SELECTOR, "a.download")
@@ -400,6 +402,8 @@ def test_send_follows_the_connection_and_reconnects(chrome, tmp_path) -> None:
             "reconnecting in 2 seconds (attempt 2)",
         ]
         assert "reconnecting in" in chrome.find_element(By.ID, "retry").text
+        ARTIFACTS.mkdir(exist_ok=True)
+        chrome.save_screenshot(str(ARTIFACTS / "console-reconnecting.png"))
 
         second = start_daemon(tmp_path, "--port", str(first.port))
         # The retry delay doubles up to 30 s: the next attempt is at most
@@ -457,6 +461,13 @@ def test_layout_and_accessibility(axe, chrome, daemon, tmp_path, width) -> None:
             "return document.documentElement.scrollWidth - window.innerWidth"
         )
         assert overflow <= 0, f"{overflow} px of sideways scrolling"
+        # The expanded message's hex dump fits its line too (8 bytes a line
+        # on a phone).
+        dump = chrome.execute_script(
+            "const d = [...document.querySelectorAll('#log .dump')].pop();"
+            "return [d.textContent.split('\\n').length, d.scrollWidth - d.clientWidth]"
+        )
+        assert dump == [300 // (16 if width > 600 else 8) + 1, 0]
         lefts = {
             round(boxes[k]["left"])
             for k in ("message", "file", "reason", "kind", "code")

@@ -10,11 +10,13 @@ export function preview(bytes, count = 16) {
   return bytes.length > count ? shown + " …" : shown;
 }
 
-// An xxd-like dump: "00000010  48 65 6c 6c 6f ...  |Hello...|", one line per
-// `width` bytes. Built as one string: a DOM node per byte would be far too
-// slow for a message of megabytes.
+// An xxd-like dump: "0010  48 65 6c 6c 6f ...  |Hello...|", one line per
+// `width` bytes, the offsets as wide as the largest needs (4 hex digits at
+// least), so that eight bytes a line fit a phone. Built as one string: a
+// DOM node per byte would be far too slow for a message of megabytes.
 export function dump(bytes, width = 16) {
   const lines = [];
+  const digits = Math.max(4, Math.max(0, bytes.length - 1).toString(16).length);
   for (let offset = 0; offset < bytes.length; offset += width) {
     const row = bytes.subarray(offset, offset + width);
     let hex = "";
@@ -24,7 +26,7 @@ export function dump(bytes, width = 16) {
       hex += i < row.length ? HEX[row[i]] + " " : "   ";
       if (i < row.length) { text += row[i] >= 0x20 && row[i] < 0x7f ? String.fromCharCode(row[i]) : "."; }
     }
-    lines.push(offset.toString(16).padStart(8, "0") + "  " + hex + " |" + text + "|");
+    lines.push(offset.toString(16).padStart(digits, "0") + "  " + hex + " |" + text + "|");
   }
   return lines.join("\n");
 }

@@ -260,6 +260,9 @@ function connect() {
     if (ws !== socket) { return; }
     const how = "closed " + closed.code + (closed.reason ? " " + closed.reason : "");
     setStatus("closed", how);
+    if (!ws.opened) {
+      for (const id of ["protocol", "deflate", "extensions"]) { $(id).textContent = "-"; }
+    }
     event("connection " + how + (closed.wasClean ? "" : " (not clean)"));
     if (!ws.opened && protocols.length) {
       event("if the server accepts none of the subprotocols offered (" + protocols.join(", ") +
