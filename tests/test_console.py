@@ -250,9 +250,9 @@ def test_filter_and_export(chrome, daemon, tmp_path, downloads) -> None:
     assert session["round_trips_ms"] == [e["round_trip_ms"] for e in received]
     assert session["counts"] == {
         "sent": 4,
-        "sentBytes": 359,
+        "sent_bytes": 359,
         "received": 4,
-        "receivedBytes": 359,
+        "received_bytes": 359,
     }
     assert console_errors(chrome) == []
 
@@ -493,6 +493,14 @@ def test_layout_and_accessibility(axe, chrome, daemon, tmp_path, width) -> None:
         assert len(lefts) == 1, boxes
         assert round(boxes["file"]["right"]) == round(boxes["message"]["right"]), boxes
         assert boxes["send"]["top"] == boxes["kind"]["top"], boxes
+        # The keyboard's hints are on the page, next to the field.
+        hint = chrome.find_element(By.ID, "message-hint")
+        assert hint.is_displayed()
+        assert hint.text == "Enter sends; Shift+Enter starts a new line."
+        assert (
+            chrome.find_element(By.ID, "message").get_attribute("aria-describedby")
+            == "message-hint"
+        )
         assert small_targets(chrome) == []
         assert axe_violations(chrome, axe) == []
         assert console_errors(chrome) == []

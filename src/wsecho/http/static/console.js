@@ -392,7 +392,10 @@ $("export").addEventListener("click", async () => {
     exported: new Date().toISOString(),
     subprotocol: socket && socket.protocol || null,
     extensions: socket && socket.extensions || null,
-    counts,
+    counts: {
+      sent: counts.sent, sent_bytes: counts.sentBytes,
+      received: counts.received, received_bytes: counts.receivedBytes
+    },
     round_trips_ms: Array.from(rtts, (v) => Number(v.toFixed(3))),
     p50_ms: sorted.length ? sorted[Math.ceil(0.5 * sorted.length) - 1] : null,
     p99_ms: sorted.length ? sorted[Math.ceil(0.99 * sorted.length) - 1] : null,
