@@ -1,7 +1,8 @@
 """
 The index page's echo console in a real headless Chromium (Debian's
 chromium and chromium-driver, driven by Selenium), over ws: and wss:, at
-1200 and 400 pixels wide, light and dark, and the site's error pages.
+1280 and 390 pixels wide, light and dark, and the site's error pages
+(tests/test_console.py has the console's tools).
 Screenshots are saved in artifacts/ at the top of the checkout.
 """
 
@@ -10,13 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from support import DEADLINE, require
+from support import DEADLINE
+from support.browser import log_lines, start_chromium
 from support.certs import make_certificates
 from support.daemon import start_daemon
 
@@ -27,34 +27,22 @@ ARTIFACTS = Path(__file__).parent.parent / "artifacts"
 
 
 @pytest.fixture
-def browser(tmp_path, monkeypatch):
-    chromium = require("chromium")
-    driver = require("chromedriver")
-    # Selenium must not look for drivers on the network.
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,700",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    # The wss daemon's certificate comes from a CA the test made.
-    options.accept_insecure_certs = True
-    # The console's messages: a Content-Security-Policy violation shows there.
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+def browser(tmp_path):
+    chrome = start_chromium(tmp_path / "profile")
     yield chrome
     chrome.quit()
+
+
+def _echoes(browser) -> list[str]:
+    """
+    The received lines of the console's log: their text, then the round
+    trip.
+    """
+    return [
+        f"{line['body']}  ({line['rtt']})"
+        for line in log_lines(browser)
+        if line["direction"] == "received"
+    ]
 
 
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
@@ -87,9 +75,11 @@ def test_echo_console(browser, tmp_path, scheme) -> None:
         message.clear()
         message.send_keys(f"Hello from Chromium over {scheme}")
         browser.find_element(By.CSS_SELECTOR, "#send button").click()
-        wait.until(lambda _: f"< Hello from Chromium over {scheme}" in log.text)
-        assert f"> Hello from Chromium over {scheme}" in log.text
-        assert re.search(r"< Hello from Chromium over \w+  \(\d+\.\d ms\)", log.text)
+        wait.until(lambda _: _echoes(browser))
+        sent = [line for line in log_lines(browser) if line["direction"] == "sent"]
+        assert [line["body"] for line in sent] == [f"Hello from Chromium over {scheme}"]
+        (echo,) = _echoes(browser)
+        assert re.fullmatch(r"Hello from Chromium over \w+  \(\d+\.\d ms\)", echo)
         browser.save_screenshot(str(ARTIFACTS / f"console-{scheme}.png"))
 
         daemon.terminate()
@@ -121,10 +111,10 @@ def _no_policy_violations(browser) -> None:
     assert not [m for m in messages if "Content Security Policy" in m], messages
 
 
-@pytest.mark.parametrize("width", [1200, 400])
+@pytest.mark.parametrize("width", [1280, 390])
 def test_console_features(browser, daemon, tmp_path, width) -> None:
     """
-    At 1200 and 400 pixels wide: long messages wrap (no sideways
+    At 1280 and 390 pixels wide: long messages wrap (no sideways
     scrolling); text sent with the keyboard, binary from hex and from a
     file are echoed, each with its round trip; the counts follow and Clear
     empties them; the terminal commands name this server's URL; every
@@ -152,14 +142,17 @@ def test_console_features(browser, daemon, tmp_path, width) -> None:
     message.clear()
     message.send_keys("00 ff 7f")
     browser.find_element(By.CSS_SELECTOR, "#send button[type=submit]").click()
-    wait.until(lambda _: "< binary, 3 bytes: 00 ff 7f" in log.text)
+    wait.until(lambda _: "binary, 3 bytes: 00 ff 7f  (" in " ".join(_echoes(browser)))
 
     upload = tmp_path / "five.bin"
     upload.write_bytes(b"\x01\x02\x03\x04\x05")
     browser.find_element(By.ID, "file").send_keys(str(upload))
-    wait.until(lambda _: "< binary, 5 bytes: 01 02 03 04 05" in log.text)
-    echoes = [line for line in log.text.splitlines() if line.startswith("< ")]
-    assert len(echoes) == 3 and all(re.search(r"\(\d+\.\d ms\)$", e) for e in echoes)
+    wait.until(lambda _: len(_echoes(browser)) == 3)
+    echoes = _echoes(browser)
+    assert echoes[2].startswith("binary, 5 bytes: 01 02 03 04 05  (")
+    sent = [line["body"] for line in log_lines(browser) if line["direction"] == "sent"]
+    assert sent[2] == "binary, five.bin, 5 bytes: 01 02 03 04 05"
+    assert all(re.search(r"\(\d+\.\d ms\)$", e) for e in echoes)
     counts = browser.find_element(By.ID, "counts")
     assert counts.text == ("sent 3 messages (3008 bytes), received 3 (3008 bytes)"), (
         counts.text

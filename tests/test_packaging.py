@@ -23,8 +23,15 @@ def test_wheel_installs_the_dropin() -> None:
     """
     files = {str(f) for f in distribution("wsecho").files or ()}
     assert "twisted/plugins/wsecho_plugin.py" in files
-    for page in ("index.html", "console.js", "console.css", "favicon.svg"):
-        assert f"wsecho/{page}" in files
+    for page in (
+        "index.html",
+        "console.js",
+        "bytes.js",
+        "chart.js",
+        "console.css",
+        "favicon.svg",
+    ):
+        assert f"wsecho/http/static/{page}" in files
     assert "wsecho/py.typed" in files
     assert not any(
         f.startswith("twisted/plugins/__init__") or f == "twisted/__init__.py"

@@ -16,16 +16,21 @@ from twisted.web.resource import Resource
 
 from wsecho.ws.registry import Registry
 
-# Only this site's own script, style sheet and icon, and WebSockets to it.
+# Only this site's own scripts, style sheet and icon, and WebSockets to it.
+# Trusted Types with no policy: the console writes text only (textContent,
+# never innerHTML), so no string can ever become markup or script.
 CSP = (
     b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     b"connect-src 'self'; base-uri 'none'; form-action 'none'; "
-    b"frame-ancestors 'none'"
+    b"frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 )
 
 ASSETS = {
     b"": ("index.html", b"text/html; charset=utf-8"),
     b"console.js": ("console.js", b"text/javascript; charset=utf-8"),
+    # The console's modules, which console.js imports.
+    b"bytes.js": ("bytes.js", b"text/javascript; charset=utf-8"),
+    b"chart.js": ("chart.js", b"text/javascript; charset=utf-8"),
     b"console.css": ("console.css", b"text/css; charset=utf-8"),
     b"favicon.svg": ("favicon.svg", b"image/svg+xml"),
     # What browsers ask for unprompted.
