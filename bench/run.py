@@ -118,7 +118,7 @@ def peers(build_dir: Path) -> list[Peer]:
     twistd = str(BIN / "twistd")
     wsecho = [twistd, "-n", "--pidfile=", "wsecho", "--port", "{port}"]
     gorilla, why = gorilla_binary(build_dir)
-    base = os.environ.get("WSECHO_BENCH_BASE")
+    base = os.environ.get("BENCH_BASE_TWISTD")
     script = lambda name: [PYTHON, str(PEERS_DIR / name), "{port}"]  # noqa: E731
     return [
         Peer("wsecho", wsecho),
@@ -138,12 +138,12 @@ def peers(build_dir: Path) -> list[Peer]:
             default=False,
         ),
         # Another build of wsecho (a commit to compare with): the twistd of a
-        # virtualenv it is installed in, named by WSECHO_BENCH_BASE.
+        # virtualenv it is installed in, named by BENCH_BASE_TWISTD.
         Peer(
             "wsecho-base",
             [base or "-", "-n", "--pidfile=", "wsecho", "--port", "{port}"],
             default=False,
-            missing="" if base else "WSECHO_BENCH_BASE names no twistd",
+            missing="" if base else "BENCH_BASE_TWISTD names no twistd",
         ),
         Peer(
             "gorilla",
