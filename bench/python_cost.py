@@ -5,8 +5,8 @@ best of five repeats). Beside C{bench/run.py}'s CPU time per operation,
 which includes the kernel's part, this says how much of it is wsecho's
 Python, and what each part of the echo costs:
 
-- a 32-byte text echo through C{FastPath.dataReceived}, with and without
-  the metrics tally, and the frame scan alone;
+- a 32-byte text echo through C{EchoServerProtocol.dataReceived}, with and
+  without the metrics tally (--no-metrics), and the frame scan alone;
 - a whole handshake: the upgrade request through twisted.web and Autobahn,
   the client's close frame, the connection lost, and the close line logged
   by a text observer like twistd's.
@@ -39,6 +39,8 @@ from wsecho.http.site import make_site  # noqa: E402
 from wsecho.settings import EchoSettings  # noqa: E402
 from wsecho.wire.frames import scan  # noqa: E402
 
+MASK = os.urandom(4)
+
 
 def best(function: Callable[[], object], number: int) -> float:
     """
@@ -57,10 +59,14 @@ def connect(site: Any) -> tuple[Any, StringTransport]:
     return transport.protocol, transport
 
 
-def echo_costs(number: int) -> dict[str, float]:
-    protocol, transport = connect(make_site(EchoSettings()))
+def echo_cost(settings: EchoSettings, number: int) -> tuple[float, Any]:
+    """
+    Microseconds per 32-byte text echo with C{settings}, and the factory.
+    """
+    site = make_site(settings)
+    protocol, transport = connect(site)
     assert transport.value().startswith(b"HTTP/1.1 101 "), transport.value()[:80]
-    data = frame(1, b"x" * 32, mask=os.urandom(4))
+    data = frame(1, b"x" * 32, mask=MASK)
     transport.clear()
     protocol.dataReceived(data)
     assert transport.value() == b"\x81\x20" + b"x" * 32, transport.value()
@@ -71,11 +77,16 @@ def echo_costs(number: int) -> dict[str, float]:
         written.seek(0)
         written.truncate()
 
-    tally, limit = protocol._tally, protocol._fast_limit
-    costs = {"echo": best(one, number)}
-    protocol._tally = None
-    costs["echo without the tally"] = best(one, number)
-    protocol._tally = tally
+    return best(one, number), protocol.factory
+
+
+def echo_costs(number: int) -> dict[str, float]:
+    costs = {}
+    costs["echo"], factory = echo_cost(EchoSettings(), number)
+    # --no-metrics: no tally.
+    costs["echo without the tally"], _ = echo_cost(EchoSettings(metrics=False), number)
+    data = frame(1, b"x" * 32, mask=MASK)
+    tally, limit = factory.tally, factory.settings.max_message_size
     costs["scan with the tally"] = best(lambda: scan(data, limit, tally), number)
     costs["scan without the tally"] = best(lambda: scan(data, limit), number)
     return costs

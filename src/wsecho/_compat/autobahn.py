@@ -21,7 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+from autobahn.twisted.websocket import (
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
@@ -131,6 +135,25 @@ def close_frame_error(code: int | None, reason: bytes | None) -> tuple[int, str]
 # --- the protocol ----------------------------------------------------------------
 
 
+class ServerFactory(WebSocketServerFactory):
+    """
+    Autobahn's server factory, keeping the options its connections copy
+    (see L{ServerProtocol}) until C{setProtocolOptions} or
+    C{resetProtocolOptions} changes them.
+    """
+
+    # The options the protocol class does not set itself, by class.
+    _copied: tuple[type, dict[str, Any]] | None = None
+
+    def setProtocolOptions(self, *args: Any, **kwargs: Any) -> None:
+        super().setProtocolOptions(*args, **kwargs)
+        self._copied = None
+
+    def resetProtocolOptions(self) -> None:
+        super().resetProtocolOptions()
+        self._copied = None
+
+
 class ServerProtocol(WebSocketServerProtocol):
     """
     Autobahn's server protocol with its private hooks given wsecho's
@@ -156,18 +179,22 @@ class ServerProtocol(WebSocketServerProtocol):
         # Autobahn copies the factory's options onto each new protocol, then
         # pretty-prints them all for a debug message that is built whether
         # debug logging is on or not: a quarter of a handshake's time. They
-        # are copied here instead, read from the factory at every connection
-        # (a later setProtocolOptions applies), leaving Autobahn nothing to
-        # copy or print.
+        # are copied here instead, from the factory's copy of them (which a
+        # later setProtocolOptions renews: see ServerFactory), leaving
+        # Autobahn nothing to copy or print.
         if "autobahn options" in MISSING:
             super()._connectionMade()
             return
         factory = self.factory
         cls = type(self)
+        copied = getattr(factory, "_copied", None)
+        if copied is None or copied[0] is not cls:
+            names = [n for n in cls.CONFIG_ATTRS if not hasattr(cls, n)]
+            copied = (cls, {n: getattr(factory, n) for n in names})
+            if isinstance(factory, ServerFactory):
+                factory._copied = copied
         this: Any = self
-        this.__dict__.update(
-            {n: getattr(factory, n) for n in cls.CONFIG_ATTRS if not hasattr(cls, n)}
-        )
+        this.__dict__.update(copied[1])
         this.CONFIG_ATTRS = ()
         try:
             super()._connectionMade()
@@ -333,8 +360,9 @@ def state_closed(protocol: Any) -> bool:
 
 
 def between_messages(protocol: Any) -> bool:
-    # Autobahn's parser holds nothing: the fast path may take what comes.
-    return not (
+    # Open, and Autobahn's parser holds nothing: the fast path may take
+    # what comes.
+    return protocol.state == protocol.STATE_OPEN and not (
         protocol.data or protocol.current_frame is not None or protocol.inside_message
     )
 
@@ -376,16 +404,12 @@ def drop(protocol: Any, abort: bool = False, why: str | None = None) -> None:
     protocol.dropConnection(abort=abort)
 
 
-def traffic_seen(protocol: Any) -> None:
-    # The fast path read from the peer: a ping timeout that restarts on any
-    # traffic is cancelled, as Autobahn's parser would.
-    if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
-        protocol._cancelAutoPingTimeoutCall()
-
-
 def count_fast(protocol: Any, read: int, written: int, messages: int) -> None:
     # What the fast path read and echoed, in Autobahn's traffic counters
-    # (the close line and the metrics read them).
+    # (the close line and the metrics read them); and, as Autobahn's parser
+    # would, a ping timeout that restarts on any traffic is cancelled.
+    if protocol.autoPingTimeoutCall and protocol.autoPingRestartOnAnyTraffic:
+        protocol._cancelAutoPingTimeoutCall()
     stats = protocol.trafficStats
     stats.incomingOctetsWireLevel += read
     if messages:
@@ -488,6 +512,25 @@ def closing(protocol: Any, reason: str | None = None) -> Closing:
         plain_received=stats.incomingOctetsAppLevel,
         compressed_sent=stats.outgoingOctetsWebSocketLevel,
         plain_sent=stats.outgoingOctetsAppLevel,
+    )
+
+
+def close_code(protocol: Any) -> int | None:
+    # The close code of whoever closed first (None: dropped without one).
+    if protocol.closedByMe:
+        return protocol.localCloseCode  # type: ignore[no-any-return]
+    return protocol.remoteCloseCode  # type: ignore[no-any-return]
+
+
+def deflate_totals(protocol: Any) -> tuple[int, int, int, int]:
+    # permessage-deflate's payload bytes: compressed and plain received,
+    # compressed and plain sent.
+    stats = protocol.trafficStats
+    return (
+        stats.incomingOctetsWebSocketLevel,
+        stats.incomingOctetsAppLevel,
+        stats.outgoingOctetsWebSocketLevel,
+        stats.outgoingOctetsAppLevel,
     )
 
 

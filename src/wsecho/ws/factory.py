@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketServerFactory
-
+from wsecho._compat.autobahn import ServerFactory
 from wsecho.settings import EchoSettings
 from wsecho.wire.deflate import accept_deflate
 from wsecho.ws.context import EchoContext
 from wsecho.ws.protocol import EchoServerProtocol, VerboseEchoServerProtocol
 
 
-class EchoServerFactory(WebSocketServerFactory):
+class EchoServerFactory(ServerFactory):
     """
     Autobahn's factory, holding one L{EchoSettings} and the process's
     L{EchoContext}.

@@ -19,6 +19,7 @@ from typing import Any
 from wsecho.wire.deflate import DeflateCodec
 from wsecho.wire.frames import scan
 from wsecho.ws.account import Account
+from wsecho.ws.flow import FlowControl
 
 # What FastPath.echo returns: bytes read, bytes written, messages echoed,
 # what is left for Autobahn (None: nothing), and a failure (close code and
@@ -39,11 +40,13 @@ class FastPath:
     def __init__(
         self,
         write: Callable[[bytes], None],
+        flow: FlowControl,
         account: Account,
         limit: int,
         tally: Any = None,
     ) -> None:
         self._put = write
+        self._flow = flow
         self._account = account
         # The largest frame taken here; Autobahn answers larger ones.
         self._limit = limit
@@ -58,6 +61,11 @@ class FastPath:
         self._skip = 0
         # permessage-deflate, when the connection negotiated it.
         self._codec: DeflateCodec | None = None
+        # Read by the protocol, written here: a frame is waited for (or the
+        # rest of one skipped), so a read goes through whole() first; and
+        # deflate's counts are to be taken after each read.
+        self.waiting = False
+        self.deflating = False
 
     def use_deflate(self, deflate: Any, max_message_size: int) -> None:
         """
@@ -65,6 +73,7 @@ class FastPath:
         C{PerMessageDeflate}.
         """
         self._codec = DeflateCodec(deflate, max_message_size)
+        self.deflating = True
 
     def whole(self, data: bytes) -> bytes | None:
         """
@@ -77,6 +86,7 @@ class FastPath:
                 self._skip -= len(data)
                 return None
             data, self._skip = data[self._skip :], 0
+            self.waiting = False
         pending = self._pending
         if pending is None:
             return data
@@ -85,6 +95,7 @@ class FastPath:
         if not self._account.hold(len(data)) or self._pending_size < self._need:
             return None
         self._pending = None
+        self.waiting = False
         self._account.release(self._pending_size)
         # Joined once, when whole: a bytearray grown read by read would be
         # reallocated and over-allocated on the way.
@@ -105,6 +116,8 @@ class FastPath:
             reply = b"".join(replies)
             written = len(reply)
             self._put(reply)
+            if self._flow.paused:
+                self._flow.wrote()
             if tally is not None and count:
                 tally.latency(perf_counter() - began, count)
         if codec is not None and codec.failure is not None:
@@ -116,13 +129,10 @@ class FastPath:
                 self._need = need
                 self._pending = [rest]
                 self._pending_size = len(rest)
+                self.waiting = True
                 self._account.hold(len(rest))
                 rest = None
         return at, written, count, rest, None
-
-    @property
-    def deflating(self) -> bool:
-        return self._codec is not None
 
     def deflated(self) -> tuple[int, int, int, int]:
         """
@@ -140,4 +150,6 @@ class FastPath:
         if self._pending is not None:
             self._skip = max(0, self._need - self._pending_size)
             self._pending = None
+        self.waiting = bool(self._skip)
         self._codec = None
+        self.deflating = False

@@ -27,7 +27,6 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from wsecho import build_info
-from wsecho._compat.autobahn import Closing
 from wsecho.ws.budget import MemoryBudget
 
 # No *_created series: they double the series of every counter, and
@@ -244,13 +243,21 @@ class Metrics:
             registry=registry,
         )
 
-    def connection_closed(self, closing: Closing, deflate: bool) -> None:
+    def connection_closed(
+        self, code: int | None, deflated: tuple[int, int, int, int] | None
+    ) -> None:
+        """
+        A connection closed with C{code} (L{None}: dropped without a close
+        frame); with permessage-deflate, its payload bytes compressed and
+        plain, received then sent.
+        """
         self.connections_open.dec()
-        self.connections_closed.labels(code_label(closing.code)).inc()
-        if deflate:
+        self.connections_closed.labels(code_label(code)).inc()
+        if deflated is not None:
+            received_compressed, received_plain, sent_compressed, sent_plain = deflated
             for direction, compressed, plain in (
-                ("received", closing.compressed_received, closing.plain_received),
-                ("sent", closing.compressed_sent, closing.plain_sent),
+                ("received", received_compressed, received_plain),
+                ("sent", sent_compressed, sent_plain),
             ):
                 self.deflate.labels(direction, "compressed").inc(compressed)
                 self.deflate.labels(direction, "plain").inc(plain)

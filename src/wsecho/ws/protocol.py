@@ -108,7 +108,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         self.write_now = self._writer(write, self.flow)
         if self.fast_path:
             self.fast = FastPath(
-                self.write_now,
+                write,
+                self.flow,
                 self.account,
                 min(
                     settings.max_message_size,
@@ -137,17 +138,18 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if fast is None:
             autobahn.read(self, data)
             return
-        whole = fast.whole(data)
-        if whole is None:
-            return
-        if not autobahn.state_open(self) or not autobahn.between_messages(self):
+        if fast.waiting:
+            whole = fast.whole(data)
+            if whole is None:
+                return
+            data = whole
+        if not autobahn.between_messages(self):
             if not autobahn.state_closed(self):
-                autobahn.read(self, whole)
+                autobahn.read(self, data)
             return
-        read, written, count, rest, failure = fast.echo(whole)
+        read, written, count, rest, failure = fast.echo(data)
         if read:
             autobahn.count_fast(self, read, written, count)
-            autobahn.traffic_seen(self)
         if fast.deflating:
             autobahn.count_deflate(self, *fast.deflated())
         if failure is not None:
@@ -365,7 +367,10 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         metrics = context.metrics
         if self._opened_at is not None:
             metrics.connection_closed(
-                autobahn.closing(self), bool(self.websocket_extensions_in_use)
+                autobahn.close_code(self),
+                autobahn.deflate_totals(self)
+                if self.websocket_extensions_in_use
+                else None,
             )
         else:
             metrics.connections_open.dec()

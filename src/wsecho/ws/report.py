@@ -5,14 +5,12 @@ once from how its WebSocket ended, with no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from wsecho._compat.autobahn import Closing
 
 
-@dataclass(frozen=True)
-class Described:
+class Described(NamedTuple):
     """
     Where a connection came from, and what was agreed in its handshake.
     """
@@ -24,17 +22,10 @@ class Described:
     extensions: str
 
     def fields(self) -> dict[str, Any]:
-        return {
-            "peer": self.peer,
-            "client": self.client,
-            "origin": self.origin,
-            "subprotocol": self.subprotocol,
-            "extensions": self.extensions,
-        }
+        return self._asdict()
 
 
-@dataclass(frozen=True)
-class CloseReport:
+class CloseReport(NamedTuple):
     """
     How a connection ended, as its one log line gives it.
 
