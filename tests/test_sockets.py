@@ -288,20 +288,6 @@ class PipelinedFramesTests(TestCase):
 
 
 class TimeoutTests(TestCase):
-    async def test_idle_connection_is_closed(self) -> None:
-        """
-        A connection that stops halfway through its upgrade request gets 408
-        and is closed after --open-handshake-timeout.
-        """
-        port, _ = serve(self, EchoSettings(open_handshake_timeout=1))
-
-        def idle():
-            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-                s.sendall(b"GET /socket HTTP/1.1\r\n")
-                return s.makefile("rb").read()
-
-        self.assertEqual(status(await deferToThread(idle)), 408)
-
     async def test_slowloris_is_cut_at_the_deadline(self) -> None:
         """
         A client that dribbles its headers a byte at a time, never idle long
@@ -330,22 +316,6 @@ class TimeoutTests(TestCase):
         sent, response = await deferToThread(dribble)
         self.assertEqual(status(response), 408)
         self.assertLess(sent, 16384)
-
-    async def test_keep_alive_connection_has_a_deadline_too(self) -> None:
-        """
-        After a complete request, a kept-alive connection has
-        --open-handshake-timeout for its next request.
-        """
-        port, _ = serve(self, EchoSettings(open_handshake_timeout=1))
-
-        def keep_alive():
-            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                return s.makefile("rb").read()
-
-        response = await deferToThread(keep_alive)
-        self.assertEqual(status(response), 200)
-        self.assertIn(b"HTTP/1.1 408 Request Timeout", response)
 
 
 class KeepaliveTests(TestCase):

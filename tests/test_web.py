@@ -269,3 +269,46 @@ def test_proxy_trust(trust, header, values, peer, client) -> None:
     request = _Headers(header, values)
     request.requestHeaders.setRawHeaders(other, ["203.0.113.66"])
     assert proxies.client_address(peer, request) == client
+
+
+def test_idle_connection_is_closed_at_the_deadline() -> None:
+    """
+    A connection that stops halfway through its upgrade request gets 408
+    and is closed once --open-handshake-timeout has passed, not before.
+    """
+    from twisted.internet.task import Clock
+
+    from support.site import connect_in_memory
+
+    clock = Clock()
+    site = make_site(EchoSettings(open_handshake_timeout=10))
+    channel, transport = connect_in_memory(site, clock)
+    channel.dataReceived(b"GET /socket HTTP/1.1\r\n")
+    clock.advance(9.9)
+    assert transport.value() == b"" and not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert transport.disconnecting
+    site.context.stop()
+
+
+def test_keep_alive_connection_has_a_deadline_too() -> None:
+    """
+    After a complete request, a kept-alive connection has
+    --open-handshake-timeout for its next request: 408 and closed.
+    """
+    from twisted.internet.task import Clock
+
+    from support.site import connect_in_memory
+
+    clock = Clock()
+    site = make_site(EchoSettings(open_handshake_timeout=10))
+    channel, transport = connect_in_memory(site, clock)
+    channel.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200 OK\r\n")
+    clock.advance(9.9)
+    assert b"408" not in transport.value()
+    clock.advance(0.1)
+    assert b"HTTP/1.1 408 Request Timeout" in transport.value()
+    assert transport.disconnecting
+    site.context.stop()

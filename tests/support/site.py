@@ -45,13 +45,16 @@ def serve(
     return port.getHost().port, tracked
 
 
-def connect_in_memory(site: Any) -> tuple[Any, StringTransport]:
+def connect_in_memory(site: Any, clock: Any = None) -> tuple[Any, StringTransport]:
     """
     A connection from L{PEER} to C{site} on an in-memory transport: its
     channel, and the transport, whose C{protocol} is the echo's once the
-    connection is upgraded.
+    connection is upgraded. With a C{clock}, the channel's deadlines run on
+    it.
     """
     channel = site.buildProtocol(PEER)
+    if clock is not None:
+        channel.callLater = clock.callLater
     transport = StringTransport(peerAddress=PEER, hostAddress=HOST)
     transport.protocol = channel  # where the echo takes the connection over
     channel.makeConnection(transport)
