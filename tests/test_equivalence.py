@@ -12,7 +12,8 @@ import os
 import zlib
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from autobahn import exception as autobahn_exception
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
@@ -157,9 +158,20 @@ def answers(deflate: str | None, fast: bool, data: bytes, cuts: list[int]) -> by
         factory.context.stop()
 
 
+# Autobahn before 26.11 has no PayloadCorruptError: after a compressed
+# message it failed, its parser can let zlib.error out of dataReceived (the
+# daemon then drops the connection), and there is no answer to compare.
+OLD_AUTOBAHN = not hasattr(autobahn_exception, "PayloadCorruptError")
+
+
 def _check(deflate: str | None, stream: tuple[bytes, list[int]]) -> None:
     data, cuts = stream
-    slow = answers(deflate, False, data, cuts)
+    try:
+        slow = answers(deflate, False, data, cuts)
+    except zlib.error:
+        if not OLD_AUTOBAHN:
+            raise
+        assume(False)
     assert slow.startswith(b"HTTP/1.1 101 ")
     assert answers(deflate, True, data, cuts) == slow
 

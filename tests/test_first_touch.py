@@ -6,6 +6,7 @@ and the one-line answers when something is wrong.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import os
 import re
@@ -606,8 +607,14 @@ def test_daemonised_start_and_stop(tmp_path) -> None:
         poll_until(lambda: " listening on " in log.read_text())
         found = re.search(r"listening on 127\.0\.0\.1:(\d+), ", log.read_text())
         assert found, log.read_text()
-        with socket.create_connection(("127.0.0.1", int(found.group(1))), DEADLINE):
-            pass
+        # An answer means the reactor runs, so its SIGTERM handler is in
+        # place (the socket itself listens from before the fork).
+        answer = http.client.HTTPConnection(
+            "127.0.0.1", int(found.group(1)), timeout=DEADLINE
+        )
+        answer.request("GET", "/healthz")
+        assert answer.getresponse().status == 200
+        answer.close()
     finally:
         os.kill(pid, signal.SIGTERM)
     poll_until(lambda: not (tmp_path / "x.pid").exists())
