@@ -29,6 +29,7 @@ from prometheus_client.utils import floatToGoString
 from wsecho import build_info
 from wsecho._compat.autobahn import Closing
 from wsecho.ws.budget import MemoryBudget
+from wsecho.ws.report import NO_STATUS, reported_code
 
 # No *_created series: they double the series of every counter, and
 # Prometheus does not use them (it sees resets from the counters' values).
@@ -246,7 +247,12 @@ class Metrics:
 
     def connection_closed(self, closing: Closing, deflate: bool) -> None:
         self.connections_open.dec()
-        self.connections_closed.labels(code_label(closing.code)).inc()
+        # 1005 (a close frame without a code) counts apart from "none", a
+        # connection dropped without a close frame.
+        code = closing.code
+        if code is None and reported_code(closing) == NO_STATUS:
+            code = NO_STATUS
+        self.connections_closed.labels(code_label(code)).inc()
         if deflate:
             for direction, compressed, plain in (
                 ("received", closing.compressed_received, closing.plain_received),
