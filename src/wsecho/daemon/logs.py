@@ -112,7 +112,7 @@ class RepeatLimiter:
         self.burst = burst
         self._clock = clock
         self._windows: dict[tuple[Any, ...], _Window] = {}
-        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
         if "repeats_suppressed" in event:  # a worker's own count
@@ -123,7 +123,7 @@ class RepeatLimiter:
             event.get("log_level"),
             event.get("log_format"),
         )
-        with self._lock:
+        with self._mutex:
             now = self._clock()
             window = self._windows.get(kind)
             ended = None
@@ -156,7 +156,7 @@ class RepeatLimiter:
         Say how many events of each kind were left out in the intervals
         that have ended (all of them with C{everything}, at the end).
         """
-        with self._lock:
+        with self._mutex:
             if everything:
                 ended = list(self._windows.values())
                 self._windows.clear()
