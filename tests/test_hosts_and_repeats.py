@@ -125,3 +125,18 @@ def test_a_new_interval_says_what_the_last_one_left_out() -> None:
     # A worker's own count passes through the parent's limiter as it is.
     limiter(written[1])
     assert written[-1] is written[1]
+
+
+def test_wsecho_records_are_not_limited() -> None:
+    """
+    wsecho's own records (a close line per connection) all pass; its
+    warnings are limited as any library's events are.
+    """
+    written: list[dict[str, Any]] = []
+    limiter = RepeatLimiter(written.append, interval=5, burst=2, clock=lambda: 0.0)
+    for n in range(50):
+        limiter(dict(_event(n), log_namespace="wsecho.ws.protocol.EchoServerProtocol"))
+    assert len(written) == 50
+    for n in range(50):
+        limiter(dict(_event(n), log_namespace="wsecho.x", log_level=LogLevel.warn))
+    assert len(written) == 52

@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, LogPublisher, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogLevel,
+    LogPublisher,
+    formatEvent,
+    globalLogPublisher,
+)
 from zope.interface import implementer
 
 from wsecho._compat.twisted import log_observers
@@ -74,11 +80,22 @@ def json() -> JSONObserver:
 # seconds, the rest of the interval's are counted, not written: at the
 # descriptor limit, Twisted's accept() logs three lines per connection it
 # closes (EMFILE recovery), 145,000 lines in 30 s.
+#
+# Not wsecho's own records (info and below): a line per request, per
+# WebSocket opened and closed, per refusal, which it writes on purpose, as
+# an access log does, and counts in /metrics too.
 INTERVAL = 5.0
 BURST = 10
 # Kinds followed at once; past it, a new kind is written untracked (a
 # stream of distinct lines, such as the access log's, is no repeat).
 MAX_KINDS = 1024
+
+
+def _record(event: dict[str, Any]) -> bool:
+    level = event.get("log_level")
+    return str(event.get("log_namespace", "")).startswith("wsecho.") and (
+        level is None or level <= LogLevel.info
+    )
 
 
 class _Window:
@@ -96,8 +113,8 @@ class RepeatLimiter:
     """
     Pass events on to C{observer}, but at most C{burst} of one kind (same
     namespace, level and format) per C{interval} seconds; when the interval
-    ends (L{flush}), one event says how many were left out. Events may come
-    from any thread.
+    ends (L{flush}), one event says how many were left out. wsecho's own
+    records pass (see L{BURST}). Events may come from any thread.
     """
 
     def __init__(
@@ -115,7 +132,8 @@ class RepeatLimiter:
         self._mutex = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        if "repeats_suppressed" in event:  # a worker's own count
+        if "repeats_suppressed" in event or _record(event):
+            # A worker's own count, or one of wsecho's records.
             self._observer(event)
             return
         kind = (

@@ -7,6 +7,7 @@ address. Decisions over header values, with no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -44,6 +45,8 @@ _AUTHORITY = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+))(?::([0-9]{1
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+# Cached: a handshake reads its Host, and most clients send one of a few.
+@functools.lru_cache(maxsize=1024)
 def authority(value: str) -> tuple[str, int | None] | None:
     """
     The lower-case name (without a final dot) and the port of a Host
@@ -57,6 +60,7 @@ def authority(value: str) -> tuple[str, int | None] | None:
     return name, int(found.group(3)) if found.group(3) else None
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(address: str | None) -> bool:
     """
     Whether C{address} (an IP address as a string) is a loopback one.
