@@ -48,6 +48,11 @@ def access_log(proxies: ProxyTrust) -> Any:
     return format
 
 
+def _name(value: str) -> str | None:
+    found = authority(value)
+    return found[0] if found is not None else None
+
+
 class Request(server.Request):
     # An absolute-form target whose authority is not the Host header's.
     _disagrees = False
@@ -60,11 +65,10 @@ class Request(server.Request):
             if parts.scheme.lower() in (b"http", b"https") and parts.netloc:
                 given = self.requestHeaders.getRawHeaders(b"host")
                 if given is not None:
-                    # Where the Host is checked, both must name a host served.
-                    theirs = authority(parts.netloc.decode("latin-1"))
-                    self._disagrees = [theirs] != [
-                        authority(g.decode("latin-1")) for g in given
-                    ]
+                    # Where the Host is checked, both must name the same
+                    # host, and one served (a port left out is no matter).
+                    names = {_name(v.decode("latin-1")) for v in [parts.netloc, *given]}
+                    self._disagrees = len(names) != 1 or None in names
                 self.requestHeaders.setRawHeaders(b"host", [parts.netloc])
                 path = parts.path or b"/"
                 if parts.query:
