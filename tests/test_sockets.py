@@ -141,13 +141,13 @@ class EchoOverSocketsTests(TestCase):
         """
         A plain GET /socket gets 426 and says why; the index page gets 200.
         """
-        get = b"GET /socket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        get = b"GET /socket HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         response = await deferToThread(raw_http, self.port, get)
         self.assertEqual(status(response), 426)
         self.assertIn(b"\r\nUpgrade: websocket\r\n", response)
         self.assertIn(b"\r\nServer: wsecho\r\n", response)
         self.assertIn(b"WebSocket endpoint", response)
-        get = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        get = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         response = await deferToThread(raw_http, self.port, get)
         self.assertEqual(status(response), 200)
         self.assertIn(b"\r\nServer: wsecho\r\n", response)
@@ -159,7 +159,7 @@ class EchoOverSocketsTests(TestCase):
         URL, 405 for another method), never a 500, and nothing breaks.
         """
         requests = [
-            (upgrade(Sec_WebSocket_Version="7"), 400),
+            (upgrade(Sec_WebSocket_Version="7"), 426),
             (upgrade(Sec_WebSocket_Version=None), 400),
             (upgrade(Sec_WebSocket_Key=None), 400),
             (upgrade(Sec_WebSocket_Key="short"), 400),

@@ -29,14 +29,24 @@ SETTINGS = [
     EchoSettings(),
     EchoSettings(allowed_origins=("https://*.example",), subprotocols=("chat",)),
     EchoSettings(trusted_proxies=ProxyTrust(hops=1), compression=False),
+    EchoSettings(allowed_hosts=("ws.test",)),
 ]
 
 _FIELDS = {
-    "Host": ["127.0.0.1:8181", "ws.test", None],
+    "Host": [
+        "127.0.0.1:8181",
+        "ws.test",
+        None,
+        "localhost:8181",
+        "[::1]:8181",
+        "evil.example:8181",
+        "evil.example@localhost",
+    ],
     "Upgrade": ["websocket", "WebSocket", "h2c", None],
     "Connection": ["Upgrade", "keep-alive, Upgrade", "close"],
     "Sec-WebSocket-Key": [KEY, "c2hvcnQ=", None],
-    "Sec-WebSocket-Version": ["13", "8", None],
+    "Sec-WebSocket-Version": ["13", "8", "7", "13, 8", None],
+    "Sec-WebSocket-Origin": [None, "http://evil.example:8181"],
     "Origin": [
         None,
         "http://127.0.0.1:8181",
@@ -44,6 +54,7 @@ _FIELDS = {
         "https://other.test",
         "null",
         "http://[oops",
+        "http://evil.example:8181",
     ],
     "Sec-WebSocket-Extensions": [
         None,
@@ -67,17 +78,36 @@ def requests(draw: Any) -> bytes:
     Upgrade requests, valid but for one or two of their parts, each of which
     may make it one the server refuses or answers differently.
     """
-    varied = draw(st.sets(st.sampled_from(["line", "dup", *_FIELDS]), max_size=2))
+    varied = draw(
+        st.sets(st.sampled_from(["line", "dup", "origins", *_FIELDS]), max_size=2)
+    )
     method, target, version = "GET", "/socket", "HTTP/1.1"
     if "line" in varied:
         method = draw(st.sampled_from(["GET", "HEAD", "POST"]))
-        target = draw(st.sampled_from(["/socket", "/socket?x=1", "/socket/x", "/"]))
+        target = draw(
+            st.sampled_from(
+                [
+                    "/socket",
+                    "/socket?x=1",
+                    "/socket/x",
+                    "/",
+                    "/metrics",
+                    "/healthz",
+                    # The absolute form: its authority must agree with Host.
+                    "http://127.0.0.1:8181/socket",
+                    "http://evil.example:8181/socket",
+                ]
+            )
+        )
         version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0"]))
     lines = [f"{method} {target} {version}"]
     for name, values in _FIELDS.items():
         value = draw(st.sampled_from(values)) if name in varied else values[0]
         if value is not None:
             lines.append(f"{name}: {value}")
+    if "origins" in varied:
+        # Two Origin headers: which one would the check read?
+        lines.append("Origin: http://127.0.0.1:8181")
     if "dup" in varied:
         # A header sent twice: twisted.web joins it for Autobahn.
         lines.append(draw(st.sampled_from(lines[1:] or ["Host: ws.test"])))

@@ -37,6 +37,8 @@ class EchoSettings:
     ping_timeout: float = 20.0
     verbose: bool = False
     allowed_origins: Sequence[str] = ()
+    # Names served besides the loopback ones (wsecho.http.policy.HostPolicy).
+    allowed_hosts: Sequence[str] = ()
     slow_client_timeout: float = 60.0
     max_connections: int = 10_000
     max_connections_per_ip: int = 0

@@ -516,10 +516,15 @@ def closing(protocol: Any, reason: str | None = None) -> Closing:
 
 
 def close_code(protocol: Any) -> int | None:
-    # The close code of whoever closed first (None: dropped without one).
+    # The close code of whoever closed first: 1005 when the peer's close
+    # frame had none (Autobahn marks the connection clean once it has the
+    # peer's close frame); None when dropped without one.
     if protocol.closedByMe:
         return protocol.localCloseCode  # type: ignore[no-any-return]
-    return protocol.remoteCloseCode  # type: ignore[no-any-return]
+    code = protocol.remoteCloseCode
+    if code is None and protocol.wasClean:
+        return 1005
+    return code  # type: ignore[no-any-return]
 
 
 def deflate_totals(protocol: Any) -> tuple[int, int, int, int]:

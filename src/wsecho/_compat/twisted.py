@@ -215,3 +215,13 @@ def set_high_water(transport: Any, size: int) -> None:
     """
     if isinstance(transport, FileDescriptor):
         transport.bufferSize = size
+
+
+def log_observers(publisher: Any) -> list[Any] | None:
+    """
+    The observers a C{twisted.logger.LogPublisher} publishes to (C{_observers}:
+    Twisted has no public list), for the daemon to put its repeat limiter in
+    front of those twistd began logging to; L{None} where it cannot tell.
+    """
+    observers = getattr(publisher, "_observers", None)
+    return list(observers) if isinstance(observers, list) else None

@@ -199,7 +199,13 @@ class Options(usage.Options):
 
     # Options that may be given more than once; from the environment, as
     # whitespace-separated values.
-    repeatable = ("listen", "allowed-origin", "subprotocol", "trust-proxy")
+    repeatable = (
+        "listen",
+        "allowed-origin",
+        "allowed-host",
+        "subprotocol",
+        "trust-proxy",
+    )
 
     def __init__(
         self, environ: Mapping[str, str] | None = None, check_listen: bool = True
@@ -301,6 +307,17 @@ class Options(usage.Options):
         "may connect."
     )
 
+    def opt_allowed_host(self, name: str) -> None:
+        self["allowed-host"].append(config.host_name(name))
+
+    opt_allowed_host.__doc__ = (
+        "Also answer to this name in Host, with any port "
+        f"(e.g. {config.HOST_EXAMPLES[0]}). Repeatable. On a loopback address "
+        "only localhost, 127.0.0.1 and [::1] are served otherwise (others get "
+        "421: DNS rebinding); on other addresses every name is, unless this is "
+        "given."
+    )
+
     def opt_subprotocol(self, name: str) -> None:
         if not name or any(c in name for c in ' \t,;"()/<>@[]?={}\\'):
             raise usage.UsageError(
@@ -378,6 +395,7 @@ class Options(usage.Options):
             ping_timeout=self["ping-timeout"],
             verbose=bool(self["verbose"]),
             allowed_origins=tuple(self["allowed-origin"]),
+            allowed_hosts=tuple(self["allowed-host"]),
             slow_client_timeout=self["slow-client-timeout"],
             metrics=not self["no-metrics"],
             max_connections=self["max-connections"],

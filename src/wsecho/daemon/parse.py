@@ -15,6 +15,8 @@ from typing import Any
 from twisted.internet import endpoints
 from twisted.python import usage
 
+from wsecho.http.policy import authority
+
 # The examples that --help shows, each run by a test: as printed, they must
 # work (tests/test_first_touch.py).
 LISTEN_EXAMPLES = (
@@ -24,6 +26,7 @@ LISTEN_EXAMPLES = (
 )
 ORIGIN_EXAMPLES = ("https://*.example.com", "http://localhost:*", "null")
 SUBPROTOCOL_EXAMPLES = ("chat",)
+HOST_EXAMPLES = ("echo.example.com",)
 PROXY_EXAMPLES = ("1", "10.0.0.0/8,::1")
 ENVIRONMENT_EXAMPLES = (
     "WSECHO_PORT=8181",
@@ -93,6 +96,20 @@ def size(option: str) -> Callable[[str], Any]:
 
 def timeout(option: str) -> Callable[[str], Any]:
     return coercer(option, seconds, "seconds, 0 (off) or at least 1.", "0: off.")
+
+
+def host_name(value: str) -> str:
+    """
+    A name for C{--allowed-host}: a host name or an IP address (IPv6 in
+    brackets), without a port; lower-case.
+    """
+    found = authority(value)
+    if found is None or found[1] is not None or not value.strip():
+        raise usage.UsageError(
+            f"--allowed-host {value!r} is not a host name or address "
+            "(echo.example.com, 192.0.2.1, [2001:db8::1]), without a port"
+        )
+    return value.strip().lower()
 
 
 def shutdown_code(value: str) -> int:

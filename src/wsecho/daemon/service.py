@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wsecho import _compat
+from wsecho.daemon.logs import limit_repeats
 from wsecho.daemon.process import (
     announce,
     bound,
@@ -87,6 +88,9 @@ class EchoService(MultiService):
 
     # The start-up line (see announce), logged when the service starts.
     startup: dict[str, Any] | None = None
+    # Under twistd: limit repeated log events (wsecho.daemon.logs) in front
+    # of the observers twistd logs to, once it has begun to.
+    limit_log_repeats = False
 
     def __init__(
         self,
@@ -149,6 +153,8 @@ class EchoService(MultiService):
         exit_if_cannot_listen(super().privilegedStartService)
 
     def startService(self) -> None:
+        if self.limit_log_repeats:
+            limit_repeats(self._reactor)
         exit_if_cannot_listen(super().startService)
         announce(self.startup, self.listening)
         warn_if_libraries_changed()
@@ -156,6 +162,15 @@ class EchoService(MultiService):
         self._reactor.callWhenRunning(
             take_signals, self._reactor, self._on_stop, self.reload_tls
         )
+
+    def cut_short(self, timeout: float) -> None:
+        """
+        Stop without the drain delay, and give clients at most C{timeout}
+        seconds for their closing handshakes: a worker whose parent is gone
+        (L{wsecho.daemon.workers.child}) must free the port at once.
+        """
+        self._drain_delay = 0.0
+        self._shutdown_timeout = min(self._shutdown_timeout or timeout, timeout)
 
     def reload_tls(self) -> None:
         if not self.tls:

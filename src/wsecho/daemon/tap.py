@@ -60,6 +60,10 @@ def _listening(service: IService, options: Options) -> IService:
     listens, and a UNIX socket's path depends on where it is.
     """
     parent = getattr(options, "parent", None)
+    if parent is not None:
+        # twistd logs: its observers get a limit on repeats once it has
+        # begun (wsecho.daemon.logs.limit_repeats).
+        cast(Any, service).limit_log_repeats = True
     if parent is None or parent.get("chroot") or parent.get("rundir", ".") != ".":
         return service
     service.privilegedStartService()

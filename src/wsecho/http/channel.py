@@ -1,8 +1,8 @@
 """
 The HTTP side of a connection, hardened: deadlines for a whole request and
-for a client to close after our answer, the absolute-form target, pipelined
-requests bounded by the memory budget, and the site that holds them with
-its access log.
+for a client to close after our answer, the absolute-form target, the names
+served on a loopback address (DNS rebinding), pipelined requests bounded by
+the memory budget, and the site that holds them with its access log.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from twisted.web import http, server
 from twisted.web.resource import Resource
 
 from wsecho._compat.twisted import answers_unread, pause_reading, write_buffered
-from wsecho.http.policy import ProxyTrust
+from wsecho.http.pages import Health, Misdirected
+from wsecho.http.policy import ProxyTrust, authority
 from wsecho.text import printable
 
 if TYPE_CHECKING:
@@ -47,13 +48,27 @@ def access_log(proxies: ProxyTrust) -> Any:
     return format
 
 
+def _name(value: str) -> str | None:
+    found = authority(value)
+    return found[0] if found is not None else None
+
+
 class Request(server.Request):
+    # An absolute-form target whose authority is not the Host header's.
+    _disagrees = False
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         # The absolute form (GET http://host/socket), which a server must
         # accept (RFC 9112 3.2.2): its authority is the host (3.3).
         if path[:1] != b"/" and b"://" in path:
             parts = urlsplit(path)
             if parts.scheme.lower() in (b"http", b"https") and parts.netloc:
+                given = self.requestHeaders.getRawHeaders(b"host")
+                if given is not None:
+                    # Where the Host is checked, both must name the same
+                    # host, and one served (a port left out is no matter).
+                    names = {_name(v.decode("latin-1")) for v in [parts.netloc, *given]}
+                    self._disagrees = len(names) != 1 or None in names
                 self.requestHeaders.setRawHeaders(b"host", [parts.netloc])
                 path = parts.path or b"/"
                 if parts.query:
@@ -62,7 +77,22 @@ class Request(server.Request):
 
     def render(self, resrc: Resource) -> None:
         self.setHeader(b"Server", SERVER_NAME)
+        # Every path but the health checks, which a load balancer asks for
+        # by names of its own: a rebinding page could read /metrics too.
+        if not isinstance(resrc, Health) and not self._host_served():
+            resrc = Misdirected()
         super().render(resrc)
+
+    def _host_served(self) -> bool:
+        channel = self.channel
+        if not isinstance(channel, Channel) or not channel.checks_host:
+            return True
+        hosts = self.requestHeaders.getRawHeaders(b"host", [])
+        return (
+            not self._disagrees
+            and len(hosts) <= 1
+            and channel.serves(hosts[0].decode("latin-1") if hosts else None)
+        )
 
     def __repr__(self) -> str:
         # twisted.web's fails on a target that is not ASCII, and takes the
@@ -95,10 +125,23 @@ class Channel(http.HTTPChannel):
     _received = False
     # The WebSocket protocol that took this connection over, if one did.
     upgraded_to: Any = None
+    # Whether this connection's requests have their Host checked: it came
+    # to a loopback address, or --allowed-host names the hosts served.
+    checks_host = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        assert self.transport is not None
+        local = getattr(self.transport.getHost(), "host", None)
+        self.checks_host = self.site.hosts.checks(local)
         self._arm()
+
+    def serves(self, host: str | None) -> bool:
+        """
+        Whether a request on this connection with C{host} (its one Host
+        header) is served: see L{wsecho.http.policy.HostPolicy}.
+        """
+        return not self.checks_host or self.site.hosts.serves(host)
 
     def _arm(self) -> None:
         if self.site.request_deadline and self._deadline is None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from html import escape
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
+from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource
 
+from wsecho.text import printable
 from wsecho.ws.registry import Registry
 
 # Only this site's own scripts, style sheet and icon, and WebSockets to it.
@@ -140,6 +142,38 @@ def text_page(request: server.Request, code: int, phrase: bytes, body: str) -> b
     request.setResponseCode(code, phrase)
     request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
     return body.encode("utf-8")
+
+
+class Misdirected(Resource):
+    """
+    What a request gets on every path but the health checks when its Host
+    is not a name this daemon answers to (L{wsecho.http.policy.HostPolicy}):
+    421, and the connection closed.
+    """
+
+    _log = Logger()
+    isLeaf = True
+
+    def render(self, request: server.Request) -> bytes:
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
+        site: Any = cast(Any, request.channel).site
+        site.context.metrics.refusals.labels("host").inc()
+        peer = request.getClientAddress()
+        self._log.info(
+            "refused {client}: Host {host!r} is not served here",
+            client=getattr(peer, "host", None) or str(peer),
+            host=printable(host[:256]),
+        )
+        request.setHeader(b"Connection", b"close")
+        request.channel.persistent = False
+        return text_page(
+            request,
+            421,
+            b"Misdirected Request",
+            f"This server does not answer to {printable(host[:256])!r} here: "
+            "ask for it as localhost, 127.0.0.1 or [::1], or start it with "
+            "--allowed-host for this name.\n",
+        )
 
 
 class Health(Styled):

@@ -1,11 +1,13 @@
 """
-Who may connect, and who is connecting: the origin policy (the seed's
-CheckOrigin, same-origin by default) and the trust in proxies that
-forward the client's address. Decisions over header values, with no I/O.
+Who may connect, and who is connecting: the names this daemon answers to
+(against DNS rebinding), the origin policy (the seed's CheckOrigin,
+same-origin by default) and the trust in proxies that forward the client's
+address. Decisions over header values, with no I/O.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -32,6 +34,77 @@ def _host_and_port(netloc: str, scheme: str) -> tuple[str, int | None] | None:
     if not parts.hostname:
         return None
     return parts.hostname, port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+# A Host header or an authority: a name or an IPv4 address, or an IPv6
+# address in brackets, and a port. Nothing else (no user info, no spaces).
+_AUTHORITY = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+))(?::([0-9]{1,5}))?")
+
+# What a page served from this host calls it. A rebinding page's name is
+# one its attacker owns, resolved to 127.0.0.1: never one of these.
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+# Cached: a handshake reads its Host, and most clients send one of a few.
+@functools.lru_cache(maxsize=1024)
+def authority(value: str) -> tuple[str, int | None] | None:
+    """
+    The lower-case name (without a final dot) and the port of a Host
+    header or of a target's authority (C{localhost:8181}, C{[::1]},
+    C{Example.COM.}); L{None} when it is neither.
+    """
+    found = _AUTHORITY.fullmatch(value.strip())
+    if found is None:
+        return None
+    name = (found.group(1) or found.group(2)).lower().rstrip(".")
+    return name, int(found.group(3)) if found.group(3) else None
+
+
+@functools.lru_cache(maxsize=256)
+def is_loopback(address: str | None) -> bool:
+    """
+    Whether C{address} (an IP address as a string) is a loopback one.
+    """
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class HostPolicy:
+    """
+    Which names in C{Host} this daemon answers to, against DNS rebinding:
+    a page whose own name its attacker made resolve to 127.0.0.1 reaches a
+    daemon on this host as same-origin, with its own name in C{Host}.
+
+    On a connection to a loopback address, only the loopback names
+    (C{localhost}, C{127.0.0.1}, C{[::1]}) and those of C{--allowed-host}
+    are served, with any port. On other addresses (and UNIX sockets) every
+    name is, unless C{--allowed-host} names some: then only those and the
+    loopback names.
+    """
+
+    def __init__(self, allowed: Sequence[str] = ()) -> None:
+        names = (authority(a) for a in allowed)
+        self.allowed = frozenset(n[0] for n in names if n is not None)
+        self._served = LOOPBACK_NAMES | self.allowed
+
+    def checks(self, local: str | None) -> bool:
+        """
+        Whether a connection to the local address C{local} (an IP address,
+        or L{None} for a UNIX socket) has its C{Host} checked.
+        """
+        return bool(self.allowed) or is_loopback(local)
+
+    def serves(self, host: str | None) -> bool:
+        """
+        Whether a checked request with C{host} (its Host header) is served;
+        a request without one names no host to rebind.
+        """
+        if host is None:
+            return True
+        found = authority(host)
+        return found is not None and found[0] in self._served
 
 
 class OriginPolicy:

@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from wsecho.http.channel import Channel, Request, access_log
 from wsecho.http.metrics import MetricsResource
 from wsecho.http.pages import Health, Root
-from wsecho.http.policy import OriginPolicy, ProxyTrust
+from wsecho.http.policy import HostPolicy, OriginPolicy, ProxyTrust
 from wsecho.http.upgrade import EchoResource
 from wsecho.settings import EchoSettings
 from wsecho.text import printable
@@ -46,10 +46,13 @@ class Site(server.Site):
         close_timeout: float | None = None,
         proxies: ProxyTrust | None = None,
         upgrade_at_once: Callable[[Channel, bytes], bool] | None = None,
+        hosts: HostPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.context = context
+        # The names served (against DNS rebinding): wsecho.http.policy.
+        self.hosts = hosts or HostPolicy()
         self.request_deadline = request_deadline
         self.close_timeout = close_timeout
         self._proxies = proxies
@@ -118,6 +121,7 @@ def make_site(settings: EchoSettings) -> Site:
         close_timeout=settings.close_handshake_timeout or None,
         proxies=settings.trusted_proxies,
         upgrade_at_once=echo.upgrade_at_once,
+        hosts=HostPolicy(settings.allowed_hosts),
         timeout=None,
         **options,
     )

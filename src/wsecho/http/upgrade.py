@@ -39,6 +39,8 @@ class Refusal(NamedTuple):
     phrase: str
     text: str
     reason: str | None = None
+    # Headers of a 426 answer besides Upgrade (RFC 6455 4.4).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class EchoResource(Resource):
@@ -86,13 +88,14 @@ class EchoResource(Resource):
         return text_page(request, code, phrase, body)
 
     def _refusal(
-        self, version: bytes, header: Callable[[str], str | None]
+        self, version: bytes, header: Callable[[str], str | None], origins: int = 1
     ) -> Refusal | None:
         """
         Why an upgrade request to C{/socket} is refused before the
-        connection limits, if it is: C{version} is its HTTP version, and
-        C{header} gives its headers by lower-case name. What L{render}
-        answers, and what makes L{upgrade_at_once} leave a request to it.
+        connection limits, if it is: C{version} is its HTTP version,
+        C{header} gives its headers by lower-case name, and C{origins} says
+        how many Origin headers it has. What L{render} answers, and what
+        makes L{upgrade_at_once} leave a request to it.
         """
         if "websocket" not in (header("upgrade") or "").lower():
             return Refusal(
@@ -101,6 +104,17 @@ class EchoResource(Resource):
                 "Upgrade Required",
                 "This is a WebSocket endpoint: connect with a WebSocket client "
                 "(Upgrade: websocket), or try the echo console on the index page.",
+            )
+        asked = header("sec-websocket-version")
+        if asked is not None and asked.strip() != "13":
+            # Autobahn would speak the drafts' versions (8: with the origin
+            # in Sec-WebSocket-Origin, which the origin check never read).
+            return Refusal(
+                "bad_version",
+                426,
+                "Upgrade Required",
+                "This server speaks WebSocket version 13 (RFC 6455) only.",
+                headers=((b"Sec-WebSocket-Version", b"13"),),
             )
         if version != b"HTTP/1.1":
             # Autobahn would check, but is handed the request as HTTP/1.1.
@@ -118,6 +132,12 @@ class EchoResource(Resource):
             # frames the client sent.
             return Refusal(
                 "bad_handshake", 400, "Bad Request", "a WebSocket handshake has no body"
+            )
+        if origins > 1:
+            # Which one would the check read, and which one did the browser
+            # send? Neither is to be trusted.
+            return Refusal(
+                "bad_handshake", 400, "Bad Request", "Origin sent more than once"
             )
         origin = header("origin")
         if not self._origins.allows(origin, header("host")):
@@ -137,12 +157,16 @@ class EchoResource(Resource):
             # The resource is a leaf, so /socket/anything lands here too.
             return error_page(request, 404, "Not Found", "No such resource.")
         refusal = self._refusal(
-            request.clientproto, lambda name: _header(request, name.encode())
+            request.clientproto,
+            lambda name: _header(request, name.encode()),
+            len(request.requestHeaders.getRawHeaders(b"origin", [])),
         )
         if refusal is not None:
             self._metrics.refusals.labels(refusal.label).inc()
             if refusal.code == 426:
                 request.setHeader(b"Upgrade", b"websocket")
+                for name, value in refusal.headers:
+                    request.setHeader(name, value)
                 return error_page(request, 426, refusal.phrase, refusal.text)
             client = self._client_address(request)
             if refusal.code == 503:
@@ -198,6 +222,8 @@ class EchoResource(Resource):
             # Repeated, a header is joined for Autobahn by _upgrade.
             len(counts) != sum(counts.values())
             or len(counts) > channel.maxHeaders
+            # twisted.web's request answers 421 (wsecho.http.channel).
+            or not channel.serves(headers.get("host"))
             or self._refusal(version, headers.get) is not None
         ):
             return False

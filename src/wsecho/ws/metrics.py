@@ -248,7 +248,7 @@ class Metrics:
     ) -> None:
         """
         A connection closed with C{code} (L{None}: dropped without a close
-        frame); with permessage-deflate, its payload bytes compressed and
+        frame; 1005: the peer's close frame had no code); with permessage-deflate, its payload bytes compressed and
         plain, received then sent.
         """
         self.connections_open.dec()

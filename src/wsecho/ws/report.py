@@ -9,6 +9,24 @@ from typing import Any, NamedTuple
 
 from wsecho._compat.autobahn import Closing
 
+# RFC 6455 7.1.5: "no status code was actually present" in the close frame
+# the peer sent; and 7.1.5/7.1.6: no close frame at all (dropped).
+NO_STATUS = 1005
+DROPPED = 1006
+
+
+def reported_code(closing: Closing) -> int:
+    """
+    The close code the log and the metrics give a connection: whoever
+    closed first's; 1005 when the peer's close frame had no code (the
+    handshake then completed, clean); 1006 when the connection was dropped
+    without a close frame.
+    """
+    if closing.code is not None:
+        return closing.code
+    # Autobahn marks the connection clean once it has the peer's close frame.
+    return NO_STATUS if closing.clean and not closing.by_server else DROPPED
+
 
 class Described(NamedTuple):
     """
@@ -30,8 +48,8 @@ class CloseReport(NamedTuple):
     How a connection ended, as its one log line gives it.
 
     The code and reason are those of whoever closed first (the server's
-    own when it failed the connection, as /metrics counts it); 1006 when
-    the connection was dropped without a close frame (RFC 6455 7.1.5).
+    own when it failed the connection, as /metrics counts it); see
+    L{reported_code} for a close without a code.
     """
 
     described: Described
@@ -46,7 +64,7 @@ class CloseReport(NamedTuple):
     def of(cls, described: Described, closing: Closing, duration: float) -> CloseReport:
         return cls(
             described=described,
-            code=1006 if closing.code is None else closing.code,
+            code=reported_code(closing),
             reason=closing.reason,
             clean=closing.clean,
             closed_by="server" if closing.by_server else "client",

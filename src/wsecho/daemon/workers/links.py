@@ -135,10 +135,16 @@ class ParentLink(_Lines):
     A worker's side: it asks for slots and scrapes, and answers snapshots.
     """
 
-    def __init__(self, registry: Callable[[], CollectorRegistry | None]) -> None:
+    def __init__(
+        self,
+        registry: Callable[[], CollectorRegistry | None],
+        parent_gone: Callable[[], None] = lambda: None,
+    ) -> None:
         self._registry = registry
         self._asked: dict[int, Deferred[Any]] = {}
         self._next = 0
+        # Called at the pipe's end: the parent has died (or is exiting).
+        self._parent_gone = parent_gone
 
     def _ask(self, **message: Any) -> Deferred[Any]:
         self._next += 1
@@ -177,6 +183,7 @@ class ParentLink(_Lines):
         asked, self._asked = self._asked, {}
         for waiting in asked.values():
             waiting.errback(ConnectionError("the parent is gone"))
+        self._parent_gone()
 
 
 class Coordinator:

@@ -24,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
@@ -44,6 +44,7 @@ from twisted.logger import (
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
+from wsecho.daemon.logs import limit_repeats
 from wsecho.daemon.process import (
     announce,
     bound,
@@ -64,6 +65,8 @@ FDS_VARIABLE = "WSECHO_WORKER_FDS"
 NUMBER_VARIABLE = "WSECHO_WORKER_NUMBER"
 # The descriptor on which a worker writes to the parent (it reads its stdin).
 CONTROL_VARIABLE = "WSECHO_WORKER_CONTROL"
+# The parent's pid: a worker that finds another parent has lost its own.
+PARENT_VARIABLE = "WSECHO_WORKER_PARENT"
 
 # A worker that dies sooner than this after it started is started again
 # after a delay that doubles each time, up to MAX_RESTART_DELAY.
@@ -136,8 +139,13 @@ class WorkerPool(MultiService):
             self.ports.append(port[0])
 
     startup: dict[str, Any] | None = None
+    # As EchoService's: under twistd, repeated log events are limited, the
+    # workers' too (each limits its own, and the parent all it publishes).
+    limit_log_repeats = False
 
     def startService(self) -> None:
+        if self.limit_log_repeats:
+            limit_repeats(self.reactor)
         super().startService()
         announce(
             self.startup,
@@ -184,6 +192,7 @@ class WorkerPool(MultiService):
         env[FDS_VARIABLE] = ",".join(inherited)
         env[NUMBER_VARIABLE] = str(number)
         env[CONTROL_VARIABLE] = str(control)
+        env[PARENT_VARIABLE] = str(os.getpid())
         worker = WorkerProcess(self, number, delay, control)
         self.workers[number] = worker
         argv = [sys.executable, "-m", "wsecho.daemon.workers.child", *self.arguments]
@@ -373,18 +382,23 @@ class AdoptedPort(Service):
 
 
 def worker_service(
-    options: Any, fds: Sequence[int], reactor: Any, control: int | None = None
+    options: Any,
+    fds: Sequence[int],
+    reactor: Any,
+    control: int | None = None,
+    parent_gone: Callable[[], None] = lambda: None,
 ) -> Any:
     """
     A worker's service: the echo site on the descriptors passed, and its
     link to the parent (its stdin, and the descriptor C{control}) for the
-    daemon's connection slots and metrics.
+    daemon's connection slots and metrics; C{parent_gone} is called when
+    that link ends.
     """
 
     site = make_site(options.settings())
     if control is not None:
         context = site.context
-        link = ParentLink(lambda: context.metrics.registry)
+        link = ParentLink(lambda: context.metrics.registry, parent_gone)
         StandardIO(link, stdin=0, stdout=control, reactor=reactor)  # type: ignore[call-arg]
         context.registry.link = link
     service = EchoService.from_options(site, options, reactor)
