@@ -241,7 +241,20 @@ class ServerProtocol(WebSocketServerProtocol):
         finally:
             self._closing_in_order = False
 
-    # Set while Autobahn handles a close frame that answers ours.
+    def onCloseHandshakeTimeout(self) -> None:
+        # The peer did not answer our close frame in time (it may be in the
+        # middle of a frame it cannot finish): Autobahn aborts, which would
+        # destroy our close frame should the peer not have read it yet. The
+        # connection is closed in order instead, the wait for the peer's FIN
+        # bounded as for any other close (websocket_closed).
+        self._closing_in_order = True
+        try:
+            super().onCloseHandshakeTimeout()
+        finally:
+            self._closing_in_order = False
+
+    # Set while Autobahn ends a closing handshake of ours (its answer, or
+    # its timeout): Autobahn would abort the TCP connection.
     _closing_in_order = False
 
     def dropConnection(self, abort: bool = False) -> None:
