@@ -291,13 +291,14 @@ class ServerProtocol(WebSocketServerProtocol):
         The peer sent C{size} bytes after the WebSocket closed: dropped.
         """
         self._after_close += size
-        if self._after_close > self.AFTER_CLOSE_LIMIT and self.transport is not None:
+        transport: Any = self.transport
+        if self._after_close > self.AFTER_CLOSE_LIMIT and transport is not None:
             self._log.info(
                 "{peer}: over {limit} bytes sent after the WebSocket closed: aborted",
                 peer=self.peer,
                 limit=self.AFTER_CLOSE_LIMIT,
             )
-            self.transport.abortConnection()
+            transport.abortConnection()
 
 
 class ClientProtocol(WebSocketClientProtocol):

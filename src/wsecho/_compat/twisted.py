@@ -16,7 +16,6 @@ from typing import Any
 from twisted.internet import endpoints
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.interfaces import IHalfCloseableDescriptor
 from twisted.internet.tcp import Connection
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -137,7 +136,8 @@ def close_write(transport: Any) -> None:
         # Checked first: a TLS transport passes unknown names (its
         # loseWriteConnection too) on to the TCP connection under it.
         transport.loseConnection()
-    elif IHalfCloseableDescriptor.providedBy(transport):
+    elif isinstance(transport, FileDescriptor):
+        # A TCP connection (an IHalfCloseableDescriptor).
         transport.loseWriteConnection()
     else:
         transport.loseConnection()
