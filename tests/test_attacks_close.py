@@ -66,7 +66,6 @@ def _end(reader) -> bytes | str:
     "bad, code, options",
     [
         pytest.param(frame(1, b"x", rsv=2), 1002, (), id="rsv-1002"),
-        pytest.param(frame(1, b"\xff"), 1007, (), id="utf8-1007"),
         pytest.param(
             frame(2, b"y" * 2000), 1009, ("--max-message-size", "1000"), id="big-1009"
         ),
