@@ -90,6 +90,30 @@ def test_server_close_ends_in_order(tmp_path, bad: bytes, code: int, options) ->
         assert daemon.stop() == 0, daemon.whole_log()
 
 
+def test_sending_on_after_the_close_is_cut(tmp_path) -> None:
+    """
+    While the server waits for its FIN, a client that sends on after the
+    closing handshake is read for 1 MiB at most, then its connection is
+    aborted (and logged): it cannot keep the connection, and the reads it
+    costs, for the whole wait.
+    """
+    daemon = start_daemon(tmp_path, "--close-handshake-timeout", "60")
+    try:
+        with socket.create_connection(("127.0.0.1", daemon.port), DEADLINE) as sock:
+            reader = _open(sock, daemon.port)
+            sock.sendall(frame(1, b"x", rsv=2))
+            assert _close_code(reader) == 1002
+            sock.sendall(frame(8, (1002).to_bytes(2, "big")))
+            try:
+                for _ in range(40):  # 8 MB: the server drops 1 MiB of it
+                    sock.sendall(CHATTER)
+            except OSError:
+                pass  # aborted
+            daemon.wait_for("bytes sent after the WebSocket closed: aborted")
+    finally:
+        assert daemon.stop() == 0, daemon.whole_log()
+
+
 @pytest.mark.parametrize(
     "payload, rsv",
     [
