@@ -31,7 +31,9 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.xormasker import (  # type: ignore[attr-defined]
     create_xor_masker,
 )
+from twisted.logger import Logger
 
+from wsecho._compat.twisted import close_write
 from wsecho.text import printable
 
 try:
@@ -244,6 +246,13 @@ class ServerProtocol(WebSocketServerProtocol):
         order once our close frame is written. Autobahn would take the bad
         frame for the answer to its own close frame and abort: the client,
         writing its answer, would meet a reset instead.
+
+        A close frame after ours (its answer, or a malformed one that failed
+        the connection a moment ago) closes the TCP connection in order too:
+        Autobahn, as a server, aborts it then, which resets it and, over
+        TLS, drops our close frame still in the TLS transport's buffer (the
+        1002 for a close frame with RSV bits, a 1-byte or a 126-byte
+        payload never left).
         """
         if self.state == self.STATE_OPEN:
             error = close_frame_error(code, reasonRaw)
@@ -251,22 +260,72 @@ class ServerProtocol(WebSocketServerProtocol):
                 self._fail_connection(*error)
                 self.dropConnection(abort=False)
                 return True
-        # Autobahn's annotations say int and bytes; it passes None for a
-        # close frame without a code.
-        return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
+        self._closing_in_order = self.state == self.STATE_CLOSING
+        try:
+            # Autobahn's annotations say int and bytes; it passes None for a
+            # close frame without a code.
+            return super().onCloseFrame(code, reasonRaw)  # type: ignore[arg-type]
+        finally:
+            self._closing_in_order = False
+
+    def onCloseHandshakeTimeout(self) -> None:
+        # The peer did not answer our close frame in time (it may be in the
+        # middle of a frame it cannot finish): Autobahn aborts, which would
+        # destroy our close frame should the peer not have read it yet. The
+        # connection is closed in order instead, the wait for the peer's FIN
+        # bounded as for any other close (websocket_closed).
+        self._closing_in_order = True
+        try:
+            super().onCloseHandshakeTimeout()
+        finally:
+            self._closing_in_order = False
+
+    # Set while Autobahn ends a closing handshake of ours (its answer, or
+    # its timeout): Autobahn would abort the TCP connection.
+    _closing_in_order = False
 
     def dropConnection(self, abort: bool = False) -> None:
         # The WebSocket is closed: its pings stop now, not when the peer
         # closes TCP, and the subclass hears of it once.
         closing = self.state != self.STATE_CLOSED
-        super().dropConnection(abort)
+        super().dropConnection(abort and not self._closing_in_order)
         if closing:
             for name in ("autoPingPendingCall", "autoPingTimeoutCall"):
                 call = getattr(self, name)
                 if call is not None:
                     call.cancel()
                     setattr(self, name, None)
-            self.websocket_closed(abort)
+            self.websocket_closed(abort and not self._closing_in_order)
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        # Autobahn's loseConnection closes the socket as soon as our close
+        # frame is written: see close_write for why it half-closes instead,
+        # waiting for the peer's FIN (websocket_closed bounds the wait).
+        if abort:
+            super()._closeConnection(abort)
+        else:
+            close_write(self.transport)
+
+    # What a peer may send after the WebSocket closed, read and dropped
+    # while its FIN is awaited, before its connection is aborted: one that
+    # keeps sending would hold it (and cost reads) until the timeout.
+    AFTER_CLOSE_LIMIT = 1024 * 1024
+    _after_close = 0
+    _log = Logger()
+
+    def after_close(self, size: int) -> None:
+        """
+        The peer sent C{size} bytes after the WebSocket closed: dropped.
+        """
+        self._after_close += size
+        transport: Any = self.transport
+        if self._after_close > self.AFTER_CLOSE_LIMIT and transport is not None:
+            self._log.info(
+                "{peer}: over {limit} bytes sent after the WebSocket closed: aborted",
+                peer=self.peer,
+                limit=self.AFTER_CLOSE_LIMIT,
+            )
+            transport.abortConnection()
 
 
 class ClientProtocol(WebSocketClientProtocol):
@@ -336,13 +395,18 @@ def read(protocol: Any, data: bytes) -> None:
     256 KiB reads, 4 MiB in 64-byte fragments took 1.3 s against 1.0 s for
     Autobahn's own echo with Twisted's 64 KiB reads.
     """
+    closed = protocol.STATE_CLOSED
+    if protocol.state == closed:
+        # Autobahn would keep it for ever; the peer's FIN is awaited.
+        protocol.after_close(len(data))
+        return
     if len(data) <= AUTOBAHN_SLICE:
         protocol._dataReceived(data)
         return
-    closed = protocol.STATE_CLOSED
     for at in range(0, len(data), AUTOBAHN_SLICE):
         if protocol.state == closed:
-            return  # Autobahn would keep what comes for ever
+            protocol.after_close(len(data) - at)
+            return
         protocol._dataReceived(data[at : at + AUTOBAHN_SLICE])
 
 

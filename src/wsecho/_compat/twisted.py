@@ -113,6 +113,38 @@ def write_buffered(transport: Any) -> int:
     return int(transport._tempDataLen + len(transport.dataBuffer) - transport.offset)
 
 
+def close_write(transport: Any) -> None:
+    """
+    Close our side of C{transport} in order, and read on until the peer
+    closes its side: the TCP connection then closes with a FIN each way.
+
+    C{loseConnection} closes the socket as soon as its write buffer is out:
+    what the peer sends after that (its close frame, on its way while ours
+    was) meets a closed socket, and what sits unread in the receive buffer
+    at C{close()} turns the FIN into a reset, which may destroy our close
+    frame before the peer reads it (nginx logs it as "Connection reset by
+    peer", HAProxy as C{SD}). So a TCP connection is half-closed
+    (C{shutdown(SHUT_WR)} once the buffer is out) and closed when the
+    peer's FIN is read (the protocol is not an C{IHalfCloseableProtocol}:
+    Twisted then calls its C{connectionLost}). Over TLS, C{loseConnection}
+    sends close_notify once the buffer is out and closes the TCP connection
+    when the peer's close_notify comes. Reading resumes, should the
+    protocol's producer have paused it, or the FIN would never be read.
+    The caller bounds the wait, in time and in what it reads.
+    """
+    if isinstance(transport, TLSMemoryBIOProtocol):
+        # Checked first: a TLS transport passes unknown names (its
+        # loseWriteConnection too) on to the TCP connection under it.
+        transport.loseConnection()
+    elif isinstance(transport, FileDescriptor):
+        # A TCP connection (an IHalfCloseableDescriptor).
+        transport.loseWriteConnection()
+    else:
+        transport.loseConnection()
+        return
+    transport.resumeProducing()
+
+
 def answers_unread(channel: Any) -> bool:
     # Whether an HTTPChannel has answers its client has not read (its
     # transport paused it).

@@ -268,11 +268,16 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     def websocket_closed(self, abort: bool) -> None:
         """
         The WebSocket is closed (or failed): its connection slot is free now,
-        not when the peer closes TCP, which a TLS peer may never do (Twisted
-        waits for its close_notify). A connection still open
+        not when the peer closes TCP, which it may never do: the server
+        half-closes and waits for the peer's FIN (or close_notify over TLS),
+        dropping what the peer still sends. A connection still open
         C{--close-handshake-timeout} seconds later is aborted.
         """
         self._count_closed()
+        if self.fast is not None:
+            # What comes now goes to Autobahn's side, which drops it.
+            self.fast.stop()
+            self.fast = None
         timeout = self.factory.settings.close_handshake_timeout
         if not abort and timeout and self._abort_timer is None:
             self._abort_timer = self.factory.context.clock.callLater(
