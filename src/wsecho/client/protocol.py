@@ -18,7 +18,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from wsecho import __version__
-from wsecho._compat.autobahn import ClientProtocol, is_secure
+from wsecho._compat.autobahn_client import ClientProtocol, is_secure
 from wsecho.client.connect import Proxy, tls_options
 from wsecho.client.output import Config, Message
 

@@ -14,7 +14,8 @@ from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from wsecho._compat.autobahn import closed_by_me, drop
+from wsecho._compat.autobahn import drop
+from wsecho._compat.autobahn_client import closed_by_me
 from wsecho.client.diagnose import connect_error, handshake_error
 from wsecho.client.output import (
     EXIT_CLOSED,
