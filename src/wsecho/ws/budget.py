@@ -3,32 +3,56 @@ One memory budget for the whole process (C{--memory-budget}).
 
 Every connection is bounded on its own (message and frame size limits,
 backpressure), but ten thousand connections each holding an unfinished
-16 MiB message are 160 GiB. The budget counts the bytes held for clients
-where they are buffered: unfinished messages after inflation, frames the
-fast path waits to have whole, echoes and HTTP answers waiting in a write
-buffer the client does not empty. Not RSS: what the allocator does with
-freed memory is not a client's doing.
+16 MiB message are 160 GiB. The budget counts what wsecho holds for each
+client: the buffers (unfinished messages after inflation, frames the fast
+path waits to have whole, echoes and HTTP answers waiting in a write buffer
+the client does not empty, with what each read costs on top of its bytes)
+and the connection's fixed cost (its socket, its TLS state, its WebSocket
+protocol, its zlib state each way: see L{wsecho.ws.costs}). Not RSS: what
+the allocator does with freed memory is not a client's doing.
 
-The policy, when a holder needs more than what is left: the holder that
-holds the most gives way. If that is the one asking (or one holding no
-more than it), it is closed with 1013 (try again later); otherwise the
-largest holder is closed and the one asking goes on. So one connection can
-never take the budget from many small ones, small echoes keep flowing, and
-the process stays within the budget.
+Admission: a fixed cost is admitted only if it fits in what is left; a
+connection, a TLS handshake or a permessage-deflate negotiation that does
+not fit is refused or degraded (closed at once, 503, or 101 without
+compression), never taken blind, and never at the expense of the
+connections already there.
+
+Eviction, when a holder needs more than what is left: the holders are
+ranked by how much they hold for each byte their client actually sent
+(amplification: 1 MiB inflated from a 1 KiB fragment ranks a thousand
+times worse than 1 MiB sent as 1 MiB), multiplied by one plus the seconds
+since their client last sent anything (stall). The worst ranked gives way:
+if that is the one asking, it is closed with 1013 (try again later);
+otherwise that holder is closed and the one asking goes on. A client
+sending a large message at full speed has held about what it sent and
+sent something a moment ago: it ranks near 1 and is spared, while
+connections that hold inflated partial messages, or stopped sending
+half-way, or do not read their echoes, go first. The process stays within
+the budget.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from wsecho.settings import DEFAULT_BUDGET, MiB
 
-# Releases of at least this much call the budget's on_release.
+# Releases of at least this much, or fixed costs of closed connections
+# adding up to it, call the budget's on_release (a heap trim).
 LARGE_RELEASE = MiB
 
 
 class Holder(Protocol):
+    # Bytes the holder's client has sent, and when it last sent any (on
+    # the budget's clock): what the eviction ranks by.
+    @property
+    def sent(self) -> int: ...
+
+    @property
+    def progressed_at(self) -> float: ...
+
     def evict(self) -> None:
         """
         Give back everything held (calling L{MemoryBudget.give_all}) and
@@ -45,17 +69,32 @@ class MemoryBudget:
         self,
         limit: int = DEFAULT_BUDGET,
         on_release: Callable[[], None] | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
-        # Called when a holder gives back LARGE_RELEASE bytes or more.
+        # Called when a holder gives back LARGE_RELEASE bytes or more, and
+        # when the fixed costs given back add up to as much.
         self.on_release = on_release
+        self.now = now
         self.used = 0
-        # Connections closed to stay within the budget.
+        # Connections closed to stay within the budget, and fixed costs
+        # refused for want of room.
         self.evictions = 0
+        self.refusals = 0
         self._held: dict[Holder, int] = {}
+        # Fixed costs given back since on_release was last called for them.
+        self._released = 0
 
     def held(self, holder: Holder) -> int:
         return self._held.get(holder, 0)
+
+    def rank(self, holder: Holder, now: float) -> float:
+        """
+        How badly C{holder} uses the budget: what it holds per byte its
+        client sent, times one plus the seconds it has stalled.
+        """
+        amplification = self._held.get(holder, 0) / max(holder.sent, 1)
+        return amplification * (1.0 + max(0.0, now - holder.progressed_at))
 
     def take(self, holder: Holder, size: int) -> bool:
         """
@@ -65,17 +104,40 @@ class MemoryBudget:
         held = self._held.get(holder, 0) + size
         self._held[holder] = held
         self.used += size
-        while self.limit and self.used > self.limit:
-            largest = max(self._held, key=self._held.__getitem__)
-            if largest is holder or self._held[largest] <= self._held.get(holder, 0):
-                self._evict(holder)
-                return False
-            self._evict(largest)
+        if self.limit and self.used > self.limit:
+            now = self.now()
+            while self.used > self.limit:
+                worst = max(self._held, key=lambda h: self.rank(h, now))
+                self._evict(worst)
+                if worst is holder:
+                    return False
         return True
 
-    def give(self, holder: Holder, size: int) -> None:
+    def admit(self, holder: Holder, size: int) -> bool:
         """
-        C{holder} no longer holds C{size} of its bytes.
+        Count a fixed cost of C{size} bytes for C{holder} if it fits in
+        what is left; L{False} (nothing counted) if it does not.
+        """
+        if self.limit and self.used + size > self.limit:
+            self.refusals += 1
+            return False
+        self._held[holder] = self._held.get(holder, 0) + size
+        self.used += size
+        return True
+
+    def move(self, source: Holder, target: Holder) -> None:
+        """
+        What C{source} holds is C{target}'s now (a connection upgraded to
+        a WebSocket: the protocol takes over its channel's costs).
+        """
+        held = self._held.pop(source, 0)
+        if held:
+            self._held[target] = self._held.get(target, 0) + held
+
+    def give(self, holder: Holder, size: int, fixed: bool = False) -> None:
+        """
+        C{holder} no longer holds C{size} of its bytes (C{fixed}: a fixed
+        cost, of a connection that closed).
         """
         held = self._held.get(holder, 0)
         size = min(size, held)
@@ -86,6 +148,13 @@ class MemoryBudget:
             del self._held[holder]
         else:
             self._held[holder] = held - size
+        if fixed:
+            # Many connections' small costs are many small frees: their
+            # memory goes back to the system only with a trim.
+            self._released += size
+            if self._released < LARGE_RELEASE:
+                return
+            size, self._released = self._released, 0
         if size >= LARGE_RELEASE and self.on_release is not None:
             self.on_release()
 
