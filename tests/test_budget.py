@@ -156,3 +156,19 @@ def test_many_small_fixed_releases_are_announced() -> None:
     for holder in holders[31:]:
         budget.give(holder, LARGE_RELEASE // 32, fixed=True)
     assert released == [True, True]
+
+
+def test_a_newcomer_pushes_out_only_the_badly_ranked() -> None:
+    """
+    A fixed cost admitted with push evicts a silent holder to make room,
+    but not a holder that sends what it holds.
+    """
+    clock = Clock()
+    budget = MemoryBudget(100, now=clock)
+    silent, honest = Holder(budget), Holder(budget, sent=50)
+    assert budget.admit(silent, 40) and budget.take(honest, 50)
+    clock.now += 30
+    assert budget.admit(Holder(budget), 30, push=True)
+    assert silent.evicted and not honest.evicted
+    assert not budget.admit(Holder(budget), 30, push=True)
+    assert not honest.evicted and budget.used == 80

@@ -121,7 +121,7 @@ class Channel(http.HTTPChannel):
         cost = costs.TCP
         if ISSLTransport.providedBy(self.transport):
             cost += costs.TLS_HANDSHAKE
-        if budget.admit(self, cost):
+        if budget.admit(self, cost, push=True):
             self.fixed_cost = cost
             self.progressed_at = budget.now()
             context.admitted[self.transport] = self

@@ -46,15 +46,16 @@ class Account:
         self.sent += size
         self.progressed_at = self._now()
 
-    def admit(self, size: int) -> bool:
+    def admit(self, size: int, push: bool = False) -> bool:
         """
-        Count a fixed cost of C{size} bytes if the budget can afford it;
-        L{False} (nothing counted) if it cannot.
+        Count a fixed cost of C{size} bytes if the budget can afford it
+        (with C{push}, by evicting holders that rank badly enough: see
+        L{MemoryBudget.admit}); L{False} (nothing counted) if it cannot.
         """
         budget = self._budget
         if budget is None:
             return True
-        if not budget.admit(self, size):
+        if not budget.admit(self, size, push):
             return False
         self._fixed += size
         return True

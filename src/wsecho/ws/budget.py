@@ -11,11 +11,14 @@ and the connection's fixed cost (its socket, its TLS state, its WebSocket
 protocol, its zlib state each way: see L{wsecho.ws.costs}). Not RSS: what
 the allocator does with freed memory is not a client's doing.
 
-Admission: a fixed cost is admitted only if it fits in what is left; a
-connection, a TLS handshake or a permessage-deflate negotiation that does
-not fit is refused or degraded (closed at once, 503, or 101 without
-compression), never taken blind, and never at the expense of the
-connections already there.
+Admission: a fixed cost is admitted only if it fits in what is left. A new
+connection (its socket and TLS handshake, then its WebSocket) may make room
+by evicting holders that rank a thousand or worse by the measure below
+(silent connections, inflated partial messages that stopped, connections
+idle for long), never one making progress; if that does not make room it is
+refused (closed at once before any HTTP, 503 for the upgrade). A
+permessage-deflate negotiation that does not fit in what is left is
+degraded (101 without compression).
 
 Eviction, when a holder needs more than what is left: the holders are
 ranked by how much they hold for each byte their client actually sent
@@ -42,6 +45,14 @@ from wsecho.settings import DEFAULT_BUDGET, MiB
 # Releases of at least this much, or fixed costs of closed connections
 # adding up to it, call the budget's on_release (a heap trim).
 LARGE_RELEASE = MiB
+
+
+# How badly a holder must rank for a new connection to push it out when
+# the budget is full: a thousand times what its client sent, or as much
+# per second it has stalled. Silent connections (their fixed cost for no
+# byte), inflated partial messages that stopped, and long idle connections
+# rank so; a client sending at full speed ranks near 1.
+PUSH_RANK = 1000.0
 
 
 class Holder(Protocol):
@@ -113,12 +124,25 @@ class MemoryBudget:
                     return False
         return True
 
-    def admit(self, holder: Holder, size: int) -> bool:
+    def admit(self, holder: Holder, size: int, push: bool = False) -> bool:
         """
         Count a fixed cost of C{size} bytes for C{holder} if it fits in
-        what is left; L{False} (nothing counted) if it does not.
+        what is left; L{False} (nothing counted) if it does not. With
+        C{push}, holders ranked L{PUSH_RANK} or worse are evicted to make
+        room, the worst first.
         """
-        if self.limit and self.used + size > self.limit:
+        limit = self.limit
+        if limit and self.used + size > limit and push:
+            now = self.now()
+            while self.used + size > limit:
+                others = [h for h in self._held if h is not holder]
+                if not others:
+                    break
+                worst = max(others, key=lambda h: self.rank(h, now))
+                if self.rank(worst, now) < PUSH_RANK:
+                    break
+                self._evict(worst)
+        if limit and self.used + size > limit:
             self.refusals += 1
             return False
         self._held[holder] = self._held.get(holder, 0) + size

@@ -214,7 +214,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> str | None:
         account = self.account
         assert account is not None
-        if not account.admit(costs.WEBSOCKET):
+        if not account.admit(costs.WEBSOCKET, push=True):
             self.factory.context.metrics.refusals.labels("memory_budget").inc()
             raise ConnectionDeny(503, "memory budget reached")
         # The first of the client's offers we speak, in the client's order of
