@@ -372,6 +372,9 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             autobahn.drop(self, abort=True, why="memory budget reached")
             return
         autobahn.close(self, TRY_AGAIN_LATER, b"server busy", ignore_rest=True)
+        # Without waiting for the client's close: what the connection holds
+        # beyond the budget's count (zlib, TLS) goes now, with the socket.
+        autobahn.drop(self, why="memory budget reached")
 
     def _too_slow(self) -> None:
         self._log.info(
