@@ -163,17 +163,38 @@ def test_many_small_fixed_releases_are_announced() -> None:
 def test_a_newcomer_pushes_out_only_the_badly_ranked() -> None:
     """
     A fixed cost admitted with push evicts a silent holder to make room,
-    but not a holder that sends what it holds.
+    but not a connection that holds only its fixed cost and uses it.
     """
     clock = Clock()
     budget = MemoryBudget(100, now=clock)
-    silent, honest = Holder(budget), Holder(budget, sent=50)
-    assert budget.admit(silent, 40) and budget.take(honest, 50)
+    silent, active = Holder(budget), Holder(budget, sent=50)
+    assert budget.admit(silent, 40) and budget.admit(active, 50)
     clock.now += 30
+    active.send(10)
     assert budget.admit(Holder(budget), 30, push=True)
-    assert silent.evicted and not honest.evicted
+    assert silent.evicted and not active.evicted
     assert not budget.admit(Holder(budget), 30, push=True)
-    assert not honest.evicted and budget.used == 80
+    assert not active.evicted and budget.used == 80 and budget.refusals == 1
+
+
+def test_a_newcomer_pushes_out_buffers_before_refusal() -> None:
+    """
+    When the budget is full of buffers held by clients that sent them (rank
+    near 1), a new connection's fixed cost is admitted by evicting the
+    worst of them; holders of a fixed cost alone, ranked well, stay.
+    """
+    clock = Clock()
+    budget = MemoryBudget(100, now=clock)
+    idle = Holder(budget, sent=10)
+    assert budget.admit(idle, 10)
+    stalled, sending = Holder(budget, sent=45), Holder(budget, sent=45)
+    assert budget.take(stalled, 45) and budget.take(sending, 45)
+    clock.now += 5
+    sending.send(1)
+    assert budget.admit(Holder(budget), 5, push=True)
+    assert stalled.evicted and not sending.evicted and not idle.evicted
+    assert budget.admit(Holder(budget), 45, push=True)
+    assert sending.evicted and not idle.evicted
 
 
 def test_each_read_of_a_dripped_frame_costs_more_than_its_byte() -> None:

@@ -11,27 +11,29 @@ and the connection's fixed cost (its socket, its TLS state, its WebSocket
 protocol, its zlib state each way: see L{wsecho.ws.costs}). Not RSS: what
 the allocator does with freed memory is not a client's doing.
 
-Admission: a fixed cost is admitted only if it fits in what is left. A new
-connection (its socket and TLS handshake, then its WebSocket) may make room
-by evicting holders that rank a thousand or worse by the measure below
-(silent connections, inflated partial messages that stopped, connections
-idle for long), never one making progress; if that does not make room it is
-refused (closed at once before any HTTP, 503 for the upgrade). A
-permessage-deflate negotiation that does not fit in what is left is
-degraded (101 without compression).
-
-Eviction, when a holder needs more than what is left: the holders are
-ranked by how much they hold for each byte their client actually sent
+The rank: what a holder holds for each byte its client actually sent
 (amplification: 1 MiB inflated from a 1 KiB fragment ranks a thousand
-times worse than 1 MiB sent as 1 MiB), multiplied by one plus the seconds
-since their client last sent anything (stall). The worst ranked gives way:
-if that is the one asking, it is closed with 1013 (try again later);
-otherwise that holder is closed and the one asking goes on. A client
-sending a large message at full speed has held about what it sent and
-sent something a moment ago: it ranks near 1 and is spared, while
-connections that hold inflated partial messages, or stopped sending
-half-way, or do not read their echoes, go first. The process stays within
-the budget.
+times worse than 1 MiB sent as 1 MiB), times one plus the seconds since its
+client last sent anything (stall). A client sending a large message at
+full speed holds about what it sent and sent something a moment ago: it
+ranks near 1. Inflated partial messages, messages stopped half-way, echoes
+not read, silent connections rank far worse, and the worse the longer
+they wait.
+
+Eviction, when a holder needs more buffers than what is left: the holders
+of buffers are ranked by their buffers alone, and the worst ranked gives
+way: if that is the one asking, it is closed with 1013 (try again later);
+otherwise that holder is closed and the one asking goes on, until the
+process is back within the budget.
+
+Admission: a fixed cost is taken only if it fits. A new connection (its
+socket and TLS handshake, then its WebSocket) makes room by evicting,
+worst ranked first, holders of buffers and holders ranked 1000 or worse
+(silent or long idle connections), never a connection that holds only
+its own fixed cost and uses it; if that does not make room it is refused
+(closed at once before any HTTP, 503 for the upgrade). A
+permessage-deflate negotiation that does not fit is degraded: 101 without
+compression.
 """
 
 from __future__ import annotations
@@ -93,18 +95,24 @@ class MemoryBudget:
         self.evictions = 0
         self.refusals = 0
         self._held: dict[Holder, int] = {}
+        # Of what each holds, its fixed costs (the rest is buffers).
+        self._fixed: dict[Holder, int] = {}
         # Fixed costs given back since on_release was last called for them.
         self._released = 0
 
     def held(self, holder: Holder) -> int:
         return self._held.get(holder, 0)
 
-    def rank(self, holder: Holder, now: float) -> float:
+    def rank(self, holder: Holder, now: float, buffers: bool = False) -> float:
         """
-        How badly C{holder} uses the budget: what it holds per byte its
-        client sent, times one plus the seconds it has stalled.
+        How badly C{holder} uses the budget: what it holds (with
+        C{buffers}, of buffers only) per byte its client sent, times one
+        plus the seconds it has stalled.
         """
-        amplification = self._held.get(holder, 0) / max(holder.sent, 1)
+        held = self._held.get(holder, 0)
+        if buffers:
+            held -= self._fixed.get(holder, 0)
+        amplification = held / max(holder.sent, 1)
         return amplification * (1.0 + max(0.0, now - holder.progressed_at))
 
     def take(self, holder: Holder, size: int) -> bool:
@@ -118,7 +126,13 @@ class MemoryBudget:
         if self.limit and self.used > self.limit:
             now = self.now()
             while self.used > self.limit:
-                worst = max(self._held, key=lambda h: self.rank(h, now))
+                # Buffers are what can give way to buffers: a connection's
+                # fixed cost is a few KiB, admitted when it came.
+                fixed = self._fixed
+                worst = max(
+                    (h for h, held in self._held.items() if held > fixed.get(h, 0)),
+                    key=lambda h: self.rank(h, now, buffers=True),
+                )
                 self._evict(worst)
                 if worst is holder:
                     return False
@@ -128,24 +142,34 @@ class MemoryBudget:
         """
         Count a fixed cost of C{size} bytes for C{holder} if it fits in
         what is left; L{False} (nothing counted) if it does not. With
-        C{push}, holders ranked L{PUSH_RANK} or worse are evicted to make
-        room, the worst first.
+        C{push}, holders of buffers, and holders ranked L{PUSH_RANK} or
+        worse, are evicted to make room, the worst ranked first: a new
+        connection's few KiB come before buffers, but not at the expense of
+        the connections that only hold their own fixed cost and use it.
         """
         limit = self.limit
         if limit and self.used + size > limit and push:
             now = self.now()
+            fixed = self._fixed
             while self.used + size > limit:
-                others = [h for h in self._held if h is not holder]
-                if not others:
+                ranked = [
+                    (self.rank(h, now), h)
+                    for h, held in self._held.items()
+                    if h is not holder
+                ]
+                candidates = [
+                    (rank, h)
+                    for rank, h in ranked
+                    if rank >= PUSH_RANK or self._held[h] > fixed.get(h, 0)
+                ]
+                if not candidates:
                     break
-                worst = max(others, key=lambda h: self.rank(h, now))
-                if self.rank(worst, now) < PUSH_RANK:
-                    break
-                self._evict(worst)
+                self._evict(max(candidates, key=lambda c: c[0])[1])
         if limit and self.used + size > limit:
             self.refusals += 1
             return False
         self._held[holder] = self._held.get(holder, 0) + size
+        self._fixed[holder] = self._fixed.get(holder, 0) + size
         self.used += size
         return True
 
@@ -157,6 +181,9 @@ class MemoryBudget:
         held = self._held.pop(source, 0)
         if held:
             self._held[target] = self._held.get(target, 0) + held
+        fixed = self._fixed.pop(source, 0)
+        if fixed:
+            self._fixed[target] = self._fixed.get(target, 0) + fixed
 
     def give(self, holder: Holder, size: int, fixed: bool = False) -> None:
         """
@@ -170,9 +197,16 @@ class MemoryBudget:
         self.used -= size
         if held == size:
             del self._held[holder]
+            self._fixed.pop(holder, None)
         else:
             self._held[holder] = held - size
         if fixed:
+            if holder in self._fixed:
+                left = self._fixed[holder] - size
+                if left > 0:
+                    self._fixed[holder] = left
+                else:
+                    del self._fixed[holder]
             # Many connections' small costs are many small frees: their
             # memory goes back to the system only with a trim.
             self._released += size

@@ -366,15 +366,19 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             client=self.client_address,
             budget=self.factory.context.budget.limit,
         )
+        unfinished = self._unfinished()
         self._drop_buffers()
         assert self.flow is not None
         if self.flow.paused or not autobahn.state_open(self):
             autobahn.drop(self, abort=True, why="memory budget reached")
             return
         autobahn.close(self, TRY_AGAIN_LATER, b"server busy", ignore_rest=True)
-        # Without waiting for the client's close: what the connection holds
-        # beyond the budget's count (zlib, TLS) goes now, with the socket.
-        autobahn.drop(self, why="memory budget reached")
+        if not unfinished:
+            # An idle connection (pushed out for a new one): what it holds
+            # beyond the budget's count (zlib, TLS) goes now, with the
+            # socket, once the close frame is out. One sending a message
+            # is read on to its close: a reset would hide the 1013.
+            autobahn.drop(self, why="memory budget reached")
 
     def _too_slow(self) -> None:
         self._log.info(
