@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import Protocol
 
 from wsecho.settings import DEFAULT_BUDGET, MiB
@@ -55,6 +56,9 @@ LARGE_RELEASE = MiB
 # byte), inflated partial messages that stopped, and long idle connections
 # rank so; a client sending at full speed ranks near 1.
 PUSH_RANK = 1000.0
+# How many of the oldest holders, and of the oldest holders of buffers, a
+# new connection looks at for one to push out.
+PUSH_SCAN = 64
 
 
 class Holder(Protocol):
@@ -95,8 +99,10 @@ class MemoryBudget:
         self.evictions = 0
         self.refusals = 0
         self._held: dict[Holder, int] = {}
-        # Of what each holds, its fixed costs (the rest is buffers).
+        # Of what each holds, its fixed costs (the rest is buffers); those
+        # that hold buffers, oldest first.
         self._fixed: dict[Holder, int] = {}
+        self._buffered: dict[Holder, None] = {}
         # Fixed costs given back since on_release was last called for them.
         self._released = 0
 
@@ -122,16 +128,15 @@ class MemoryBudget:
         """
         held = self._held.get(holder, 0) + size
         self._held[holder] = held
+        self._buffered[holder] = None
         self.used += size
         if self.limit and self.used > self.limit:
             now = self.now()
             while self.used > self.limit:
                 # Buffers are what can give way to buffers: a connection's
                 # fixed cost is a few KiB, admitted when it came.
-                fixed = self._fixed
                 worst = max(
-                    (h for h, held in self._held.items() if held > fixed.get(h, 0)),
-                    key=lambda h: self.rank(h, now, buffers=True),
+                    self._buffered, key=lambda h: self.rank(h, now, buffers=True)
                 )
                 self._evict(worst)
                 if worst is holder:
@@ -150,21 +155,11 @@ class MemoryBudget:
         limit = self.limit
         if limit and self.used + size > limit and push:
             now = self.now()
-            fixed = self._fixed
             while self.used + size > limit:
-                ranked = [
-                    (self.rank(h, now), h)
-                    for h, held in self._held.items()
-                    if h is not holder
-                ]
-                candidates = [
-                    (rank, h)
-                    for rank, h in ranked
-                    if rank >= PUSH_RANK or self._held[h] > fixed.get(h, 0)
-                ]
-                if not candidates:
+                worst = self._pushable(holder, now)
+                if worst is None:
                     break
-                self._evict(max(candidates, key=lambda c: c[0])[1])
+                self._evict(worst)
         if limit and self.used + size > limit:
             self.refusals += 1
             return False
@@ -172,6 +167,25 @@ class MemoryBudget:
         self._fixed[holder] = self._fixed.get(holder, 0) + size
         self.used += size
         return True
+
+    def _pushable(self, holder: Holder, now: float) -> Holder | None:
+        """
+        The worst ranked of the holders a new connection may push out, among
+        the PUSH_SCAN oldest holders of buffers and the PUSH_SCAN oldest
+        holders (dicts keep their order): a flood of connections costs each
+        of them a bounded look, and the oldest are those that have stalled
+        longest or that progress.
+        """
+        worst, worst_rank = None, -1.0
+        for h in islice(self._buffered, PUSH_SCAN):
+            rank = self.rank(h, now)
+            if h is not holder and rank > worst_rank:
+                worst, worst_rank = h, rank
+        for h in islice(self._held, PUSH_SCAN):
+            rank = self.rank(h, now)
+            if h is not holder and rank >= PUSH_RANK and rank > worst_rank:
+                worst, worst_rank = h, rank
+        return worst
 
     def move(self, source: Holder, target: Holder) -> None:
         """
@@ -184,6 +198,8 @@ class MemoryBudget:
         fixed = self._fixed.pop(source, 0)
         if fixed:
             self._fixed[target] = self._fixed.get(target, 0) + fixed
+        if self._buffered.pop(source, 0) is None:
+            self._buffered[target] = None
 
     def give(self, holder: Holder, size: int, fixed: bool = False) -> None:
         """
@@ -198,9 +214,13 @@ class MemoryBudget:
         if held == size:
             del self._held[holder]
             self._fixed.pop(holder, None)
+            self._buffered.pop(holder, None)
         else:
             self._held[holder] = held - size
-        if fixed:
+        if not fixed:
+            if held - size <= self._fixed.get(holder, 0):
+                self._buffered.pop(holder, None)
+        else:
             if holder in self._fixed:
                 left = self._fixed[holder] - size
                 if left > 0:
