@@ -135,7 +135,7 @@ class Options(usage.Options):
             "message-min-rate",
             None,
             1024,
-            "Bytes a second a client must send of a message it has begun (fragments, or a frame not yet whole), averaged over --message-window; a slower one is closed with 1008. 0: off.",
+            "Bytes a second a client must send of a message it has begun (fragments, or a frame not yet whole), averaged over --message-window; a slower one is closed with 1008.",
             config.count("message-min-rate"),
         ],
         [
