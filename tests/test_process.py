@@ -112,7 +112,8 @@ def test_unfinished_messages_stay_within_the_budget(run, kind) -> None:
     assert 1013 in codes, codes
     poll_until(lambda: rss(daemon.pid) - baseline < 64 * MiB, deadline=10)
     print(f"  after they closed: RSS +{(rss(daemon.pid) - baseline) / MiB:.0f} MiB")
-    assert _metric(daemon.port, "wsecho_memory_budget_used_bytes") == 0
+    # Only the /metrics request's own connection is left (wsecho.ws.costs.TCP).
+    assert _metric(daemon.port, "wsecho_memory_budget_used_bytes") <= 2048
     assert_echoes(daemon.port)
 
 

@@ -189,6 +189,24 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError(["--memory-budget", "-1"], "--memory-budget")
         self.assertUsageError(["--memory-budget", "lots"], "--memory-budget")
 
+    def test_message_progress(self) -> None:
+        """
+        --message-min-rate (bytes a second, default 1024, 0: off) and
+        --message-window (seconds, default 30) set the progress deadline,
+        from WSECHO_ variables too; bad values are usage errors naming them.
+        """
+        settings = parse().settings()
+        self.assertEqual(
+            (settings.message_min_rate, settings.message_window), (1024, 30)
+        )
+        given = parse("--message-min-rate", "0", "--message-window", "5").settings()
+        self.assertEqual((given.message_min_rate, given.message_window), (0, 5))
+        environ = {"WSECHO_MESSAGE_MIN_RATE": "10", "WSECHO_MESSAGE_WINDOW": "2"}
+        from_env = parse(environ=environ).settings()
+        self.assertEqual((from_env.message_min_rate, from_env.message_window), (10, 2))
+        self.assertUsageError(["--message-min-rate", "fast"], "--message-min-rate")
+        self.assertUsageError(["--message-window", "-1"], "--message-window")
+
     def test_bad_limits_and_proxies(self) -> None:
         """
         Bad limits and proxy settings are usage errors naming the option.

@@ -40,6 +40,10 @@ class EchoSettings:
     # Names served besides the loopback ones (wsecho.http.policy.HostPolicy).
     allowed_hosts: Sequence[str] = ()
     slow_client_timeout: float = 60.0
+    # An unfinished message must progress by this many bytes a second over
+    # a window of so many seconds (see wsecho.ws.progress); 0: no deadline.
+    message_min_rate: int = 1024
+    message_window: float = 30.0
     max_connections: int = 10_000
     max_connections_per_ip: int = 0
     trusted_proxies: ProxyTrust | None = None

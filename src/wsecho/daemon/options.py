@@ -132,6 +132,20 @@ class Options(usage.Options):
             config.timeout("slow-client-timeout"),
         ],
         [
+            "message-min-rate",
+            None,
+            1024,
+            "Bytes a second a client must send of a message it has begun (fragments, or a frame not yet whole), averaged over --message-window; a slower one is closed with 1008.",
+            config.count("message-min-rate"),
+        ],
+        [
+            "message-window",
+            None,
+            30.0,
+            "Seconds over which --message-min-rate is measured.",
+            config.timeout("message-window"),
+        ],
+        [
             "max-connections",
             None,
             10_000,
@@ -161,7 +175,7 @@ class Options(usage.Options):
             "memory-budget",
             None,
             DEFAULT_BUDGET,
-            "Bytes the whole daemon may hold for clients (unfinished messages after inflation, frames waiting to be whole, unread echoes and HTTP answers); past it the largest holder is closed with 1013. Shared out among --workers.",
+            "Bytes the whole daemon may hold for clients (unfinished messages after inflation, frames waiting to be whole, unread echoes and HTTP answers, each connection's TLS, zlib and protocol state); past it the holder that holds the most per byte it sent and stalled longest is closed with 1013, and new connections are refused. Shared out among --workers.",
             config.count("memory-budget"),
         ],
         [
@@ -397,6 +411,8 @@ class Options(usage.Options):
             allowed_origins=tuple(self["allowed-origin"]),
             allowed_hosts=tuple(self["allowed-host"]),
             slow_client_timeout=self["slow-client-timeout"],
+            message_min_rate=self["message-min-rate"],
+            message_window=self["message-window"],
             metrics=not self["no-metrics"],
             max_connections=self["max-connections"],
             max_connections_per_ip=self["max-connections-per-ip"],

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from autobahn.twisted.util import peer2str
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,6 +22,7 @@ from wsecho._compat.twisted import answers_unread, pause_reading, write_buffered
 from wsecho.http.pages import Health, Misdirected
 from wsecho.http.policy import ProxyTrust, authority
 from wsecho.text import printable
+from wsecho.ws import costs
 
 if TYPE_CHECKING:
     from wsecho.http.site import Site
@@ -116,6 +117,11 @@ class Channel(http.HTTPChannel):
     A client that pipelines requests without reading the answers is not
     read from while they wait (Twisted reads on), and what waits counts
     against the memory budget.
+
+    The connection's fixed cost (its socket, and TLS's state on an ssl:
+    listener) counts against the memory budget from the moment it is
+    accepted: one the budget cannot afford is closed at once, before it
+    costs more. The echo protocol that takes the connection over adopts it.
     """
 
     _log = Logger()
@@ -123,6 +129,11 @@ class Channel(http.HTTPChannel):
     _deadline: IDelayedCall | None = None
     _abort_timer: IDelayedCall | None = None
     _received = False
+    # The connection's fixed cost on the budget (see wsecho.ws.costs); what
+    # its client sent, and when, as the budget ranks holders.
+    fixed_cost = 0
+    sent = 0
+    progressed_at = 0.0
     # The WebSocket protocol that took this connection over, if one did.
     upgraded_to: Any = None
     # Whether this connection's requests have their Host checked: it came
@@ -134,6 +145,8 @@ class Channel(http.HTTPChannel):
         assert self.transport is not None
         local = getattr(self.transport.getHost(), "host", None)
         self.checks_host = self.site.hosts.checks(local)
+        if not self._admit():
+            return
         self._arm()
 
     def serves(self, host: str | None) -> bool:
@@ -142,6 +155,29 @@ class Channel(http.HTTPChannel):
         header) is served: see L{wsecho.http.policy.HostPolicy}.
         """
         return not self.checks_host or self.site.hosts.serves(host)
+
+    def _admit(self) -> bool:
+        context = self.site.context
+        budget = context.budget
+        if not budget.limit:
+            return True
+        cost = costs.TCP
+        if ISSLTransport.providedBy(self.transport):
+            cost += costs.TLS_HANDSHAKE
+        if budget.admit(self, cost, push=True):
+            self.fixed_cost = cost
+            self.progressed_at = budget.now()
+            context.admitted[self.transport] = self
+            return True
+        assert self.transport is not None
+        self._log.info(
+            "{peer}: memory budget of {budget} bytes reached: connection refused",
+            peer=peer2str(self.transport),
+            budget=budget.limit,
+        )
+        context.metrics.refusals.labels("memory_budget").inc()
+        cast(Any, self.transport).abortConnection()
+        return False
 
     def _arm(self) -> None:
         if self.site.request_deadline and self._deadline is None:
@@ -219,6 +255,8 @@ class Channel(http.HTTPChannel):
             self._answer_and_close(b"400 Bad Request")
             return
         first, self._received = not self._received, True
+        self.sent += len(data)
+        self.progressed_at = self.site.context.clock.seconds()
         upgrade = self.site.upgrade_at_once
         if first and upgrade is not None and upgrade(self, data):
             # A whole upgrade request in the connection's first read (as
@@ -266,11 +304,22 @@ class Channel(http.HTTPChannel):
         self.site.context.budget.give_all(self)
         super().resumeProducing()
 
+    def hand_over(self) -> int:
+        """
+        The connection becomes a WebSocket, whose account takes over what
+        this channel holds on the budget: its fixed cost, returned.
+        """
+        cost, self.fixed_cost = self.fixed_cost, 0
+        return cost
+
     def evict(self) -> None:
-        # What the budget needs is our unread answers: drop them with us.
+        # What the budget needs is what we hold (unread answers, the TLS
+        # state of a handshake that does not progress): drop it with us.
+        self.fixed_cost = 0
         if self.transport is not None:
+            self.site.context.admitted.pop(self.transport, None)
             self._log.info(
-                "{peer}: answers not read, memory budget reached: aborted",
+                "{peer}: memory budget reached: aborted",
                 peer=peer2str(self.transport),
             )
             cast(Any, self.transport).abortConnection()
@@ -280,5 +329,11 @@ class Channel(http.HTTPChannel):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
-        self.site.context.budget.give_all(self)
+        context = self.site.context
+        if self.transport is not None:
+            context.admitted.pop(self.transport, None)
+        if self.fixed_cost:
+            context.budget.give(self, self.fixed_cost, fixed=True)
+            self.fixed_cost = 0
+        context.budget.give_all(self)
         super().connectionLost(reason)

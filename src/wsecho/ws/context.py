@@ -6,7 +6,7 @@ connections. The factory holds it; the site and its channels are given it.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -32,10 +32,14 @@ class EchoContext:
         self.settings = settings
         self.clock = clock
         self._trimmer = Trimmer(clock)
-        # A large buffer let go of: give the heap's free pages back soon.
+        # A large buffer let go of, or many connections' fixed costs: give
+        # the heap's free pages back soon.
         self.budget = MemoryBudget(
-            settings.memory_budget, on_release=self._trimmer.soon
+            settings.memory_budget, on_release=self._trimmer.soon, now=clock.seconds
         )
+        # The HTTP channels admitted on the budget, by their transport: the
+        # echo protocol that takes a connection over adopts its costs.
+        self.admitted: dict[Any, Any] = {}
         self.metrics = Metrics(self.budget)
         self.registry = Registry(
             self.metrics, settings.max_connections, settings.max_connections_per_ip

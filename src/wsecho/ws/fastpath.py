@@ -18,6 +18,7 @@ from typing import Any
 
 from wsecho.wire.deflate import DeflateCodec
 from wsecho.wire.frames import scan
+from wsecho.ws import costs
 from wsecho.ws.account import Account
 from wsecho.ws.flow import FlowControl
 
@@ -56,6 +57,7 @@ class FastPath:
         # how many bytes it must have before it is looked at again.
         self._pending: list[bytes] | None = None
         self._pending_size = 0
+        self._pending_held = 0
         self._need = 0
         # Bytes still to come of a frame dropped with the connection.
         self._skip = 0
@@ -92,11 +94,16 @@ class FastPath:
             return data
         pending.append(data)
         self._pending_size += len(data)
-        if not self._account.hold(len(data)) or self._pending_size < self._need:
+        # Each read kept costs a little on top of its bytes.
+        self._pending_held += len(data) + costs.READ
+        if (
+            not self._account.hold(len(data) + costs.READ)
+            or self._pending_size < self._need
+        ):
             return None
         self._pending = None
         self.waiting = False
-        self._account.release(self._pending_size)
+        self._account.release(self._pending_held)
         # Joined once, when whole: a bytearray grown read by read would be
         # reallocated and over-allocated on the way.
         return b"".join(pending)
@@ -130,7 +137,8 @@ class FastPath:
                 self._pending = [rest]
                 self._pending_size = len(rest)
                 self.waiting = True
-                self._account.hold(len(rest))
+                self._pending_held = len(rest) + costs.READ
+                self._account.hold(self._pending_held)
                 rest = None
         return at, written, count, rest, None
 

@@ -5,8 +5,9 @@ its type, and the client's close code and reason.
 Its hooks delegate to parts that each own their state: L{FastPath} (bytes
 in, echoes out, between messages), L{FlowControl} (the transport's
 producer and the slow-client timer), L{Account} (what the connection holds
-on the process's memory budget) and L{CloseReport} (the summary the close
-line and the metrics read). What it needs of Autobahn beyond Autobahn's
+on the process's memory budget), L{ProgressDeadline} (an unfinished
+message must progress) and L{CloseReport} (the summary the close line and
+the metrics read). What it needs of Autobahn beyond Autobahn's
 public hooks goes through L{wsecho._compat.autobahn}.
 """
 
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from autobahn.exception import Disconnected
 from autobahn.websocket.compress import PerMessageDeflateOfferAccept
-from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -28,9 +29,11 @@ from twisted.python.failure import Failure
 from wsecho._compat import autobahn
 from wsecho._compat.twisted import can_send_now, send_now
 from wsecho.text import printable
+from wsecho.ws import costs
 from wsecho.ws.account import Account
 from wsecho.ws.fastpath import FastPath
 from wsecho.ws.flow import FlowControl
+from wsecho.ws.progress import ProgressDeadline
 from wsecho.ws.report import CloseReport, Described
 
 if TYPE_CHECKING:
@@ -72,6 +75,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     account: Account | None = None
     flow: FlowControl | None = None
     fast: FastPath | None = None
+    progress: ProgressDeadline | None = None
 
     # When the WebSocket opened (None: it never did), and when the current
     # message began (for the latency of messages Autobahn assembles).
@@ -89,8 +93,25 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         context = factory.context
         settings = factory.settings
         budget = context.budget if context.budget.limit else None
-        self.account = Account(budget, self._evicted)
+        self.account = Account(budget, self._evicted, context.clock.seconds)
         transport: Any = self.transport
+        # The HTTP channel this connection was: its costs are ours now.
+        channel = context.admitted.pop(transport, None)
+        if channel is not None:
+            fixed = channel.hand_over()
+            self.account.adopt(channel, fixed)
+            if fixed > costs.TCP:
+                # Over TLS, whose handshake is done (the request came in):
+                # it keeps less than it needed for the handshake.
+                self.account.refund(costs.TLS_HANDSHAKE - costs.TLS_SESSION)
+        self.progress = ProgressDeadline(
+            context.clock,
+            self.account,
+            settings.message_min_rate,
+            settings.message_window,
+            self._unfinished,
+            self._stalled,
+        )
         self.flow = FlowControl(
             transport,
             self.account,
@@ -134,6 +155,9 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         fast path, and hand the rest to Autobahn. The fast path runs on an
         open connection, between messages (with permessage-deflate too).
         """
+        account = self.account
+        if account is not None:
+            account.received(len(data))
         fast = self.fast
         if fast is None:
             autobahn.read(self, data)
@@ -148,6 +172,11 @@ class EchoServerProtocol(autobahn.ServerProtocol):
                 autobahn.read(self, data)
             return
         read, written, count, rest, failure = fast.echo(data)
+        if rest is None and failure is None and read < len(data):
+            # The start of a frame waited for until it is whole: a message
+            # under way, which must progress.
+            assert self.progress is not None
+            self.progress.watch()
         if read:
             autobahn.count_fast(self, read, written, count)
         if fast.deflating:
@@ -176,9 +205,21 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if accept is None:
             return None
         header = self.http_headers.get("sec-websocket-extensions")
-        return accept(offers, header)
+        accepted = accept(offers, header)
+        if accepted is not None and self.account is not None:
+            if not self.account.admit(costs.DEFLATE):
+                # zlib's state each way is more than the budget has left:
+                # the connection goes on without compression.
+                self.factory.context.metrics.refusals.labels("memory_budget").inc()
+                return None
+        return accepted
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
+        account = self.account
+        assert account is not None
+        if not account.admit(costs.WEBSOCKET, push=True):
+            self.factory.context.metrics.refusals.labels("memory_budget").inc()
+            raise ConnectionDeny(503, "memory budget reached")
         # The first of the client's offers we speak, in the client's order of
         # preference; a client that offers nothing (or nothing we know) still
         # gets a connection without a subprotocol.
@@ -198,6 +239,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             self.fast.use_deflate(deflate, self.factory.settings.max_message_size)
 
     def onMessageBegin(self, isBinary: bool) -> None:
+        if self.progress is not None:
+            self.progress.watch()
         if self.factory.tally is not None:
             self._began = time.perf_counter()
         super().onMessageBegin(isBinary)
@@ -212,7 +255,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if autobahn.failed(self):
             return
         assert self.account is not None
-        if self.account.hold_message(len(payload)):
+        # Each frame's chunk costs a little on top of its bytes.
+        if self.account.hold_message(len(payload) + costs.READ):
             super().onMessageFrameData(payload)
 
     def onMessageEnd(self) -> None:
@@ -330,12 +374,19 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             client=self.client_address,
             budget=self.factory.context.budget.limit,
         )
+        unfinished = self._unfinished()
         self._drop_buffers()
         assert self.flow is not None
         if self.flow.paused or not autobahn.state_open(self):
             autobahn.drop(self, abort=True, why="memory budget reached")
             return
         autobahn.close(self, TRY_AGAIN_LATER, b"server busy", ignore_rest=True)
+        if not unfinished:
+            # An idle connection (pushed out for a new one): what it holds
+            # beyond the budget's count (zlib, TLS) goes now, with the
+            # socket, once the close frame is out. One sending a message
+            # is read on to its close: a reset would hide the 1013.
+            autobahn.drop(self, why="memory budget reached")
 
     def _too_slow(self) -> None:
         self._log.info(
@@ -351,6 +402,27 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             self.flow.read_again()
         else:
             autobahn.drop(self, abort=True)
+
+    def _unfinished(self) -> bool:
+        # A message under way: Autobahn's, or a frame the fast path waits
+        # to have whole.
+        if not autobahn.state_open(self):
+            return False
+        fast = self.fast
+        return not autobahn.between_messages(self) or (
+            fast is not None and fast.waiting
+        )
+
+    def _stalled(self) -> None:
+        settings = self.factory.settings
+        self._log.info(
+            "closing {client}: message under {rate} bytes/s over {window} s",
+            client=self.client_address,
+            rate=settings.message_min_rate,
+            window=settings.message_window,
+        )
+        self._drop_buffers()
+        autobahn.close(self, POLICY_VIOLATION, b"message too slow", ignore_rest=True)
 
     def _abort_late(self) -> None:
         self._abort_timer = None
@@ -401,8 +473,10 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         autobahn.forget(self)
         if self.flow is not None:
             self.flow.forget()
+        if self.progress is not None:
+            self.progress.stop()
         # The parts and the writer hold the transport and this protocol.
-        self.account = self.flow = self.fast = None
+        self.account = self.flow = self.fast = self.progress = None
         self.write_now = None
         self.transport = None
 
