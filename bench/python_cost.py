@@ -71,11 +71,12 @@ def echo_costs(number: int) -> dict[str, float]:
         written.seek(0)
         written.truncate()
 
-    tally, limit = protocol._tally, protocol._fast_limit
+    fast = protocol.fast
+    tally, limit = fast._tally, fast._limit
     costs = {"echo": best(one, number)}
-    protocol._tally = None
+    fast._tally = None
     costs["echo without the tally"] = best(one, number)
-    protocol._tally = tally
+    fast._tally = tally
     costs["scan with the tally"] = best(lambda: scan(data, limit, tally), number)
     costs["scan without the tally"] = best(lambda: scan(data, limit), number)
     return costs
