@@ -17,7 +17,7 @@ from time import perf_counter
 from typing import Any
 
 from wsecho.wire.deflate import DeflateCodec
-from wsecho.wire.frames import scan
+from wsecho.wire.frames import YIELD, scan
 from wsecho.ws.account import Account
 
 # What FastPath.echo returns: bytes read, bytes written, messages echoed,
@@ -58,6 +58,9 @@ class FastPath:
         self._skip = 0
         # permessage-deflate, when the connection negotiated it.
         self._codec: DeflateCodec | None = None
+        # The last echo stopped for the turn's work (see
+        # wsecho.ws.scheduler): the rest waits for the next turn.
+        self.yielded = False
 
     def use_deflate(self, deflate: Any, max_message_size: int) -> None:
         """
@@ -90,16 +93,19 @@ class FastPath:
         # reallocated and over-allocated on the way.
         return b"".join(pending)
 
-    def echo(self, data: bytes) -> Echoed:
+    def echo(self, data: bytes, work: int = 1 << 62) -> Echoed:
         """
         Echo the whole single-frame messages at the start of C{data} and
         write the echoes at once; keep the start of a frame of ours that is
-        not whole; say what is left for Autobahn.
+        not whole; say what is left for Autobahn, or (L{yielded}) what is
+        left for the next turn, once about C{work} bytes of work are done
+        (or a large compressed message is under way: see L{step}).
         """
         began = perf_counter()
         codec = self._codec
         tally = self._tally
-        replies, at, need, count = scan(data, self._limit, tally, codec)
+        replies, at, need, count = scan(data, self._limit, tally, codec, work)
+        self.yielded = need == YIELD
         written = 0
         if replies:
             reply = b"".join(replies)
@@ -112,13 +118,37 @@ class FastPath:
         rest = None
         if at < len(data):
             rest = data[at:] if at else data
-            if need:
+            if need > 0:
                 self._need = need
                 self._pending = [rest]
                 self._pending_size = len(rest)
                 self._account.hold(len(rest))
                 rest = None
         return at, written, count, rest, None
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether a compressed message is under way (see L{step}).
+        """
+        codec = self._codec
+        return codec is not None and codec.busy
+
+    def step(self, work: int) -> tuple[int, int, tuple[int, str] | None]:
+        """
+        Go on with the compressed message under way for about C{work} bytes
+        of work, and write its echo once it is done: the work done, the
+        bytes written, and a failure (close code and reason) or L{None}.
+        """
+        codec = self._codec
+        assert codec is not None
+        echo, done = codec.step(work)
+        if echo is None:
+            return done, 0, codec.take_failure()
+        self._put(echo)
+        if self._tally is not None:
+            self._tally.message(*codec.finished)
+        return done, len(echo), None
 
     @property
     def deflating(self) -> bool:
@@ -140,4 +170,6 @@ class FastPath:
         if self._pending is not None:
             self._skip = max(0, self._need - self._pending_size)
             self._pending = None
+        if self._codec is not None:
+            self._codec.stop()
         self._codec = None

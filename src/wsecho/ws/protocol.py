@@ -28,10 +28,12 @@ from twisted.python.failure import Failure
 from wsecho._compat import autobahn
 from wsecho._compat.twisted import can_send_now, send_now
 from wsecho.text import printable
+from wsecho.wire.frames import PINGS_PER_READ
 from wsecho.ws.account import Account
 from wsecho.ws.fastpath import FastPath
 from wsecho.ws.flow import FlowControl
 from wsecho.ws.report import CloseReport, Described
+from wsecho.ws.scheduler import FRAME_WORK, TURN_WORK
 
 if TYPE_CHECKING:
     from wsecho.ws.factory import EchoServerFactory
@@ -80,6 +82,16 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     # Aborts a connection we closed that its peer keeps open (TLS waits for
     # the peer's close_notify, which may never come).
     _abort_timer: IDelayedCall | None = None
+
+    # Fair CPU (see wsecho.ws.scheduler): the work done in this turn, the
+    # input left for the next one, whether the connection waits for it,
+    # and the pings of this turn (past PINGS_PER_READ, only the latest is
+    # answered, at the end of the turn: RFC 6455 5.5.3 allows it).
+    _spent = 0
+    _held = b""
+    _waiting = False
+    _pings = 0
+    _last_ping: bytes | None = None
 
     # --- the connection -----------------------------------------------------
 
@@ -132,28 +144,114 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         Echo the whole single-frame messages at the start of C{data} on the
         fast path, and hand the rest to Autobahn. The fast path runs on an
         open connection, between messages (with permessage-deflate too).
+        A connection that has used its turn's share of work waits for its
+        next turn, with what is left (see L{wsecho.ws.scheduler}).
         """
+        if self._waiting:
+            # Read while it waits (its flow control resumed reading): kept
+            # for its turn, in order.
+            self._hold(data)
+            return
+        self._spent = 0
+        self._take(data)
+        self._end_turn()
+
+    def _take(self, data: bytes) -> None:
         fast = self.fast
         if fast is None:
-            autobahn.read(self, data)
+            self._autobahn(data)
             return
         whole = fast.whole(data)
         if whole is None:
             return
         if not autobahn.state_open(self) or not autobahn.between_messages(self):
             if not autobahn.state_closed(self):
-                autobahn.read(self, whole)
+                self._autobahn(whole)
             return
-        read, written, count, rest, failure = fast.echo(whole)
+        read, written, count, rest, failure = fast.echo(whole, TURN_WORK - self._spent)
         if read:
+            self._spent += read + count * FRAME_WORK
             autobahn.count_fast(self, read, written, count)
             autobahn.traffic_seen(self)
         if fast.deflating:
             autobahn.count_deflate(self, *fast.deflated())
         if failure is not None:
             autobahn.fail(self, *failure)
+        elif fast.yielded:
+            self._wait(rest)
         elif rest is not None:
-            autobahn.read(self, rest)
+            self._autobahn(rest)
+
+    def _autobahn(self, data: bytes) -> None:
+        rest = autobahn.read(self, data, self._turn_over)
+        if rest:
+            self._wait(rest)
+
+    def _turn_over(self) -> bool:
+        return self._spent >= TURN_WORK
+
+    def _hold(self, data: bytes) -> None:
+        # Input waiting for the connection's turn, on its account.
+        assert self.account is not None
+        if self.account.hold(len(data)):
+            self._held += data
+        transport: Any = self.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def _wait(self, rest: bytes | None) -> None:
+        # The turn is used: the rest waits for the next one, and the
+        # connection stops reading meanwhile.
+        self._waiting = True
+        transport: Any = self.transport
+        if rest:
+            self._hold(rest)
+        elif transport is not None:
+            transport.pauseProducing()
+        self.factory.context.scheduler.wait(self._turn)
+
+    def _turn(self) -> None:
+        """
+        The connection's next turn: go on with the compressed message under
+        way, then with what was held, and read again if all is done.
+        """
+        transport: Any = self.transport
+        if transport is None or self.account is None:
+            return  # gone meanwhile
+        self._waiting = False
+        self._spent = 0
+        fast = self.fast
+        if fast is None or not fast.busy or self._step(fast):
+            data, self._held = self._held, b""
+            self.account.release(len(data))
+            if data:
+                self._take(data)
+        self._end_turn()
+        if not self._waiting and self.flow is not None and not self.flow.paused:
+            transport.resumeProducing()
+
+    def _step(self, fast: FastPath) -> bool:
+        # Go on with the compressed message under way: whether it is done.
+        done, written, failure = fast.step(TURN_WORK)
+        self._spent += done
+        if written:
+            autobahn.count_fast(self, 0, written, 1)
+        autobahn.count_deflate(self, *fast.deflated())
+        if failure is not None:
+            autobahn.fail(self, *failure)
+            return False
+        if fast.busy:
+            self._wait(None)
+            return False
+        return True
+
+    def _end_turn(self) -> None:
+        self._pings = 0
+        ping = self._last_ping
+        if ping is not None:
+            self._last_ping = None
+            if autobahn.state_open(self):
+                self.sendPong(ping)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
@@ -200,6 +298,23 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             self._began = time.perf_counter()
         super().onMessageBegin(isBinary)
 
+    def onPing(self, payload: bytes) -> None:
+        self._spent += FRAME_WORK
+        self._pings += 1
+        if self._pings <= PINGS_PER_READ:
+            super().onPing(payload)
+        else:
+            self._last_ping = payload
+
+    def onPong(self, payload: bytes) -> None:
+        self._spent += FRAME_WORK
+        super().onPong(payload)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Every data frame costs its share, an empty continuation too.
+        self._spent += FRAME_WORK
+        super().onMessageFrameBegin(length)
+
     def onMessageFrame(self, payload: Any) -> None:
         # A message sent as millions of tiny fragments would otherwise take
         # many times its size (the size limit counts payload only).
@@ -209,6 +324,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         # What Autobahn keeps of an unfinished message, after inflation.
         if autobahn.failed(self):
             return
+        self._spent += len(payload)
         assert self.account is not None
         if self.account.hold_message(len(payload)):
             super().onMessageFrameData(payload)
@@ -375,6 +491,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if self.fast is not None:
             self.fast.stop()
         autobahn.drop_message(self)
+        self._held = b""
         if self.account is not None:
             self.account.close()
 
