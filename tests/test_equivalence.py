@@ -217,12 +217,14 @@ def test_deflate_without_takeover_answered_alike(
 @pytest.fixture
 def small_turns(monkeypatch: Any) -> None:
     """
-    Turns of one frame, and compressed messages inflated 64 bytes at a time.
+    Turns of one frame, and compressed messages inflated (and echoes of
+    fragmented ones compressed) 64 bytes at a time.
     """
     from wsecho.wire import deflate
     from wsecho.ws import protocol
 
     monkeypatch.setattr(protocol, "TURN_WORK", 1)
+    monkeypatch.setattr(protocol, "INFLATE_STEP", 64)
     monkeypatch.setattr(deflate, "INFLATE_STEP", 64)
 
 

@@ -304,7 +304,10 @@ COMPRESSED_SLICE = 1024
 
 
 def read(
-    protocol: Any, data: bytes, turn_over: Callable[[], bool] | None = None
+    protocol: Any,
+    data: bytes,
+    turn_over: Callable[[], bool] | None = None,
+    by_frame: bool = False,
 ) -> bytes:
     """
     Hand C{data} to Autobahn's parser, bypassing the protocol's own
@@ -319,15 +322,16 @@ def read(
 
     With C{turn_over} (the connection's turn is used up), the slices are
     smaller, and the rest is returned once C{turn_over()} says so: it waits
-    for the connection's next turn.
+    for the connection's next turn. With C{by_frame} too, no slice goes past
+    the end of a frame: a message's end is the last thing of its slice, so
+    that its echo may wait for a later turn (see L{frame_slice}) with
+    nothing after it handled first.
     """
     if turn_over is None:
         if len(data) <= AUTOBAHN_SLICE:
             protocol._dataReceived(data)
             return b""
         step = AUTOBAHN_SLICE
-    else:
-        step = TURN_SLICE
     closed = protocol.STATE_CLOSED
     at = 0
     size = len(data)
@@ -337,14 +341,44 @@ def read(
         if turn_over is not None:
             if at and turn_over():
                 return data[at:]
-            step = (
-                COMPRESSED_SLICE
-                if getattr(protocol, "_isMessageCompressed", False)
-                else TURN_SLICE
-            )
+            step = frame_slice(protocol, data, at, by_frame)
         protocol._dataReceived(data[at : at + step])
         at += step
     return b""
+
+
+def frame_slice(protocol: Any, data: bytes, at: int, by_frame: bool) -> int:
+    """
+    How much of C{data} from C{at} to hand Autobahn's parser at once: a
+    turn's slice (smaller inside a compressed message, where 1 KiB inflates
+    to 1 MiB at most), and with C{by_frame} no further than the end of the
+    frame under way, or of the frame whose header starts at C{at}.
+    """
+    most = (
+        COMPRESSED_SLICE
+        if getattr(protocol, "_isMessageCompressed", False)
+        else TURN_SLICE
+    )
+    if not by_frame:
+        return most
+    frame = protocol.current_frame
+    if frame is not None:
+        left = int(frame.length - protocol.current_frame_masker.pointer())
+        return max(1, min(most, left))
+    if protocol.data:
+        return 1  # the rest of a header cut across reads, up to its end
+    size = len(data) - at
+    if size < 2:
+        return size
+    length = data[at + 1] & 0x7F
+    head = 2 + (4 if data[at + 1] & 0x80 else 0)
+    if length == 126:
+        head += 2
+        length = int.from_bytes(data[at + 2 : at + 4], "big") if size >= 4 else 0
+    elif length == 127:
+        head += 8
+        length = int.from_bytes(data[at + 2 : at + 10], "big") if size >= 10 else 0
+    return max(1, min(head + length, head + most))
 
 
 def state_open(protocol: Any) -> bool:
@@ -427,6 +461,14 @@ def count_fast(protocol: Any, read: int, written: int, messages: int) -> None:
     if messages:
         stats.incomingWebSocketMessages += messages
         stats.outgoingWebSocketMessages += messages
+    stats.outgoingOctetsWireLevel += written
+
+
+def count_sent(protocol: Any, written: int) -> None:
+    # A message Autobahn read, echoed later by the fast path's compressor
+    # (Autobahn counted it received).
+    stats = protocol.trafficStats
+    stats.outgoingWebSocketMessages += 1
     stats.outgoingOctetsWireLevel += written
 
 

@@ -158,11 +158,13 @@ class _Message:
     its UTF-8 check (once it is not ASCII), and its echo so far.
     """
 
-    __slots__ = ("binary", "echo", "input", "offset", "size", "validator")
+    __slots__ = ("binary", "echo", "input", "offset", "plain", "size", "validator")
 
-    def __init__(self, binary: bool, tail: bytes) -> None:
+    def __init__(self, binary: bool, tail: bytes, plain: bytes | None = None) -> None:
         self.binary = binary
         self.input = tail
+        # A message inflated already (by Autobahn), only to compress.
+        self.plain = plain
         self.size = 0
         self.validator: Any = None
         # Where the UTF-8 check started (what came before it was ASCII).
@@ -200,8 +202,9 @@ class DeflateCodec:
         self._compressor: Any = None
         self._decompressor: Any = None
         self._message: _Message | None = None
-        # The last message step finished: binary or not, and its size.
-        self.finished = (True, 0)
+        # The last message step finished: binary or not, and its size
+        # (None: Autobahn read it, and counted it).
+        self.finished: tuple[bool, int] | None = None
         if deflate.server_no_context_takeover:
             self._compressor = zlib.compressobj(
                 zlib.Z_DEFAULT_COMPRESSION,
@@ -286,6 +289,14 @@ class DeflateCodec:
         self._feed(message, plain)
         return None
 
+    def deflate_later(self, payload: bytes, binary: bool) -> None:
+        """
+        Compress the echo of C{payload}, a message inflated and checked
+        already, in steps (see L{step}).
+        """
+        self._start_deflate()
+        self._message = _Message(binary, b"", payload)
+
     def step(self, work: int) -> tuple[bytes | None, int]:
         """
         Go on with the message under way for about C{work} plain bytes: its
@@ -295,8 +306,19 @@ class DeflateCodec:
         """
         message = self._message
         assert message is not None
-        decompressor = self._decompressor_for_step()
         done = 0
+        plain = message.plain
+        if plain is not None:
+            while done < work and message.size < len(plain):
+                piece = plain[message.size : message.size + INFLATE_STEP]
+                message.echo.append(self._compress(piece))
+                message.size += len(piece)
+                done += len(piece)
+            if message.size < len(plain):
+                return None, done
+            self._message = None
+            return self._finish(message), done
+        decompressor = self._decompressor_for_step()
         while done < work:
             plain = self._inflated(decompressor, message.input, message.size)
             if plain is None:
@@ -348,11 +370,14 @@ class DeflateCodec:
                     f"at payload octet index {message.offset + at}",
                 )
                 return None
-        self.plain_in += message.size
+        if message.plain is None:
+            self.plain_in += message.size
         echo = b"".join(message.echo) + self._end_deflate()
         self.plain_out += message.size
         self.compressed_out += len(echo)
-        self.finished = (message.binary, message.size)
+        self.finished = (
+            (message.binary, message.size) if message.plain is None else None
+        )
         first = 0xC2 if message.binary else 0xC1
         return _header(first, len(echo)) + echo
 

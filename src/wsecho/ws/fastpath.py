@@ -146,9 +146,17 @@ class FastPath:
         if echo is None:
             return done, 0, codec.take_failure()
         self._put(echo)
-        if self._tally is not None:
+        if self._tally is not None and codec.finished is not None:
             self._tally.message(*codec.finished)
         return done, len(echo), None
+
+    def deflate_later(self, payload: bytes, binary: bool) -> None:
+        """
+        Compress the echo of C{payload} (a message Autobahn inflated) in
+        steps: it is under way (L{busy}) until L{step} has written it.
+        """
+        assert self._codec is not None
+        self._codec.deflate_later(payload, binary)
 
     @property
     def deflating(self) -> bool:

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from wsecho._compat import autobahn
 from wsecho._compat.twisted import can_send_now, send_now
 from wsecho.text import printable
+from wsecho.wire.deflate import INFLATE_STEP
 from wsecho.wire.frames import PINGS_PER_READ
 from wsecho.ws.account import Account
 from wsecho.ws.fastpath import FastPath
@@ -183,12 +184,18 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             self._autobahn(rest)
 
     def _autobahn(self, data: bytes) -> None:
-        rest = autobahn.read(self, data, self._turn_over)
-        if rest:
+        fast = self.fast
+        # On a compressed connection, Autobahn is given a frame at a time: a
+        # large message's echo may be compressed in later turns (see _echo).
+        rest = autobahn.read(
+            self, data, self._turn_over, fast is not None and fast.deflating
+        )
+        if rest or (fast is not None and fast.busy):
             self._wait(rest)
 
     def _turn_over(self) -> bool:
-        return self._spent >= TURN_WORK
+        fast = self.fast
+        return self._spent >= TURN_WORK or (fast is not None and fast.busy)
 
     def _hold(self, data: bytes) -> None:
         # Input waiting for the connection's turn, on its account.
@@ -235,7 +242,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         done, written, failure = fast.step(TURN_WORK)
         self._spent += done
         if written:
-            autobahn.count_fast(self, 0, written, 1)
+            autobahn.count_sent(self, written)
         autobahn.count_deflate(self, *fast.deflated())
         if failure is not None:
             autobahn.fail(self, *failure)
@@ -351,6 +358,18 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             # message cut to its limit, one byte over ours.
             reason = f"message over {limit} bytes"
             autobahn.close(self, MESSAGE_TOO_BIG, reason.encode())
+            return
+        fast = self.fast
+        if (
+            fast is not None
+            and fast.deflating
+            and len(payload) > INFLATE_STEP
+            and autobahn.state_open(self)
+        ):
+            # Compressed in steps, in the turns to come: Autobahn is given
+            # a frame at a time here, so nothing after the message is read
+            # before its echo is written.
+            fast.deflate_later(payload, isBinary)
             return
         try:
             self.sendMessage(payload, isBinary)
