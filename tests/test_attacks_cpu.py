@@ -26,14 +26,30 @@ DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate"
 ATTACK_DEADLINE = 120.0
 
 
-def bomb(size: int) -> bytes:
+def bomb(size: int, fragmented: bool = False) -> bytes:
     """
-    A compressed binary message of C{size} zeros, as a client frame
-    (some 16 KB on the wire for 16 MiB).
+    A compressed binary message of C{size} zeros, as client frames (some
+    16 KB on the wire for 16 MiB): one, or two (Autobahn's path).
     """
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
     body = deflate.compress(bytes(size)) + deflate.flush(zlib.Z_SYNC_FLUSH)
-    return frame(2, body[:-4], rsv=4)
+    body = body[:-4]
+    if fragmented:
+        return frame(2, body[:100], rsv=4, fin=False) + frame(0, body[100:])
+    return frame(2, body, rsv=4)
+
+
+def read_data(client: RawClient) -> tuple[int, bytes] | None:
+    """
+    The next data or close frame from the server; pings are answered on
+    the way, as an honest client does.
+    """
+    while (received := client.read_frame()) is not None:
+        if received[0] == 9:
+            client.send(frame(10, received[1]))
+            continue
+        return received
+    return None
 
 
 def served_during(port: int, attack: Callable[[], None]) -> int:
@@ -61,7 +77,7 @@ def served_during(port: int, attack: Callable[[], None]) -> int:
         while not done.is_set():
             assert time.monotonic() < ends, "the attack did not end"
             control.send(frame(1, b"still here"))
-            assert control.read_frame() == (1, b"still here")
+            assert read_data(control) == (1, b"still here")
             echoes += 1
         attacker.join(ATTACK_DEADLINE)
     if failed:
@@ -69,15 +85,18 @@ def served_during(port: int, attack: Callable[[], None]) -> int:
     return echoes
 
 
-def test_compressed_bombs_take_turns(run) -> None:
+@pytest.mark.parametrize("fragmented", [False, True], ids=["whole", "fragmented"])
+def test_compressed_bombs_take_turns(run, fragmented: bool) -> None:
     """
     Three connections each send 24 compressed messages of 16 MiB of zeros
-    (16 KB each on the wire, all at once): every one is echoed, and a
-    control client gets a hundred echoes or more before they are, where
-    handled a read at a time it got one between reads.
+    (16 KB each on the wire, all at once; whole frames for the fast path, or
+    two fragments for Autobahn's): every one is echoed, and a control client
+    that answers pings (every second, 2 s to answer) stays connected and gets
+    a hundred echoes or more before they are, where handled a read at a time
+    it got one between reads.
     """
-    daemon = run()
-    message = bomb(16 * MiB)
+    daemon = run("--ping-interval", "1", "--ping-timeout", "2")
+    message = bomb(16 * MiB, fragmented)
     count = 24
 
     def attacker() -> None:
@@ -85,8 +104,8 @@ def test_compressed_bombs_take_turns(run) -> None:
             assert b"permessage-deflate" in client.response
             client.send(message * count)
             for _ in range(count):
-                received = client.read_frame()
-                assert received is not None and received[0] == 2
+                received = read_data(client)
+                assert received is not None and received[0] == 2, received
 
     def attack() -> None:
         threads = [threading.Thread(target=attacker) for _ in range(3)]
@@ -116,7 +135,7 @@ def _flood(port: int, flood: bytes, end: bytes) -> Callable[[], list[int]]:
     def attack() -> None:
         with RawClient(port) as client:
             client.send(frame(1, b"a", fin=False) + flood + end)
-            while (received := client.read_frame()) is not None:
+            while (received := read_data(client)) is not None:
                 got.append(received[0])
                 if received[0] == 1:
                     return
