@@ -127,7 +127,7 @@ def daemon_metrics(port: int) -> str:
         return str(answer.read().decode())
 
 
-def _flood(port: int, flood: bytes, end: bytes) -> Callable[[], list[int]]:
+def _flood(port: int, flood: bytes, end: bytes) -> tuple[Callable[[], None], list[int]]:
     # An attacker that sends a fragment, the flood and the last fragment,
     # and reads up to the echo of the message: the opcodes it got.
     got: list[int] = []
@@ -140,7 +140,7 @@ def _flood(port: int, flood: bytes, end: bytes) -> Callable[[], list[int]]:
                 if received[0] == 1:
                     return
 
-    return attack, got  # type: ignore[return-value]
+    return attack, got
 
 
 def test_pings_inside_a_message_take_turns(run) -> None:
@@ -150,10 +150,8 @@ def test_pings_inside_a_message_take_turns(run) -> None:
     gets echoes meanwhile.
     """
     daemon = run()
-    attack, got = _flood(
-        daemon.port, frame(9, b"") * 100_000, frame(0, b"b", fin=True)
-    )
-    echoes = served_during(daemon.port, attack)  # type: ignore[arg-type]
+    attack, got = _flood(daemon.port, frame(9, b"") * 100_000, frame(0, b"b", fin=True))
+    echoes = served_during(daemon.port, attack)
     pongs = got.count(10)
     print(f"100,000 pings in a message: {pongs} pongs, control echoes {echoes}")
     assert got[-1] == 1
@@ -170,7 +168,7 @@ def test_tiny_continuations_take_turns(run) -> None:
     attack, got = _flood(
         daemon.port, frame(0, b"x", fin=False) * 100_000, frame(0, b"", fin=True)
     )
-    echoes = served_during(daemon.port, attack)  # type: ignore[arg-type]
+    echoes = served_during(daemon.port, attack)
     print(f"100,000 1-byte continuations: control echoes {echoes}")
     assert got == [1]
     assert echoes >= 20, echoes
