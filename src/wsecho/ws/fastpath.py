@@ -3,7 +3,10 @@ The fast path of the echo: the whole single-frame messages of a read are
 echoed by L{wsecho.wire.frames.scan} and written at once, without
 Autobahn's frame objects (compressed ones too, with permessage-deflate);
 anything else (fragments, a frame over the limit, a protocol error) is
-left for Autobahn's parser, which answers it as it would.
+left for Autobahn's parser, which answers it as it would. A read is
+echoed a turn's work at a time (see L{wsecho.ws.scheduler}): the rest
+waits for the connection's next turn, and a compressed message that
+inflates to more than a step is finished in steps (L{FastPath.step}).
 
 Most messages are a single frame, and Autobahn's frame machinery (a header
 object, a masker object, a UTF-8 validator object, eight callbacks and

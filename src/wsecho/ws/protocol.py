@@ -239,6 +239,10 @@ class EchoServerProtocol(autobahn.ServerProtocol):
 
     def _step(self, fast: FastPath) -> bool:
         # Go on with the compressed message under way: whether it is done.
+        if not autobahn.state_open(self):
+            # Closing meanwhile (a shutdown): no echo after our close frame.
+            fast.stop()
+            return True
         done, written, failure = fast.step(TURN_WORK)
         self._spent += done
         if written:
