@@ -28,8 +28,9 @@ FIN_BINARY_DEFLATED = 0xC2
 SMALL_PAYLOAD = 1024
 
 # Pings answered one by one in a read; past that only the most recent one
-# is answered (RFC 6455 5.5.3 allows it), once the read is done: a ping
-# flood then costs a pong a read, not a pong a ping.
+# is answered (RFC 6455 5.5.3 allows it), once the read is done or before
+# the next message's echo: a ping flood then costs a pong a read, not a
+# pong a ping.
 PINGS_PER_READ = 16
 
 # What a frame costs in L{scan}'s C{work}, in bytes: a frame's handling
@@ -235,6 +236,10 @@ def scan(
                     break
                 codec.plain_in += len(plain)
                 cost += len(plain)
+                if last_ping is not None:  # answered before what follows it
+                    replies.append(bytes((FIN_PONG, len(last_ping))))
+                    replies.append(last_ping)
+                    last_ping = None
                 echo = codec.deflate(plain)
                 replies.append(_header(0xC0 | (first & 0x0F), len(echo)))
                 replies.append(echo)
@@ -245,6 +250,10 @@ def scan(
                 continue
             if first == FIN_TEXT and not valid_utf8(payload):
                 break
+            if last_ping is not None:  # answered before what follows it
+                replies.append(bytes((FIN_PONG, len(last_ping))))
+                replies.append(last_ping)
+                last_ping = None
             replies.append(header)
             replies.append(payload)
             messages += 1

@@ -187,6 +187,11 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         fast = self.fast
         # On a compressed connection, Autobahn is given a frame at a time: a
         # large message's echo may be compressed in later turns (see _echo).
+        if not autobahn.state_open(self):
+            # Closing: Autobahn only looks for the peer's close frame, and
+            # the close handshake's timeout bounds how long.
+            autobahn.read(self, data)
+            return
         rest = autobahn.read(
             self, data, self._turn_over, fast is not None and fast.deflating
         )
@@ -216,6 +221,13 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         elif transport is not None:
             transport.pauseProducing()
         self.factory.context.scheduler.wait(self._turn)
+
+    def _stop_waiting(self) -> None:
+        # What waited for a turn is dropped, and reads are handled at once.
+        self._waiting = False
+        if self.account is not None:
+            self.account.release(len(self._held))
+        self._held = b""
 
     def _turn(self) -> None:
         """
@@ -258,6 +270,9 @@ class EchoServerProtocol(autobahn.ServerProtocol):
 
     def _end_turn(self) -> None:
         self._pings = 0
+        self._answer_last_ping()
+
+    def _answer_last_ping(self) -> None:
         ping = self._last_ping
         if ping is not None:
             self._last_ping = None
@@ -356,6 +371,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         tally.latency(time.perf_counter() - self._began)
 
     def _echo(self, payload: bytes, isBinary: bool) -> None:
+        # The pong of a ping before the message goes before its echo.
+        self._answer_last_ping()
         limit = self.factory.settings.max_message_size
         if len(payload) > limit:
             # See EchoServerFactory: Autobahn may hand over a compressed
@@ -478,7 +495,9 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if autobahn.state_open(self):
             autobahn.close(self, POLICY_VIOLATION, b"client too slow")
             # Read again, to see the client's close frame should it catch
-            # up; messages after our close frame are not echoed.
+            # up; messages after our close frame are not echoed (nor those
+            # that waited for their turn).
+            self._stop_waiting()
             assert self.flow is not None
             self.flow.read_again()
         else:
