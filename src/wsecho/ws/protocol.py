@@ -155,7 +155,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             return
         self._spent = 0
         self._take(data)
-        self._end_turn()
+        if self._pings:  # Autobahn's path answered pings this turn
+            self._end_turn()
 
     def _take(self, data: bytes) -> None:
         fast = self.fast
