@@ -273,6 +273,36 @@ def test_turns_are_taken(small_turns: None) -> None:
         factory.context.stop()
 
 
+def test_a_message_echoed_in_steps_is_counted(small_turns: None) -> None:
+    """
+    A compressed message echoed in steps over several turns is counted once
+    received and once sent, as any other.
+    """
+    site = make_site(EchoSettings(ping_interval=0, memory_budget=0, compression=True))
+    factory = site.resource.children[b"socket"].factory
+    clock = Clock()
+    turns: list[float] = []
+    scheduler = factory.context.scheduler = Scheduler(clock, turns.append)
+    try:
+        _, transport = connect_in_memory(site)
+        extra = f"Sec-WebSocket-Extensions: {OFFERS['takeover']}"
+        transport.protocol.dataReceived(upgrade("127.0.0.1:8181", extra))
+        protocol = transport.protocol
+        payload = Compressor(True).message(b"z" * 1000)
+        protocol.dataReceived(frame(BINARY, payload, rsv=4, mask=b"abcd"))
+        while len(scheduler):
+            clock.advance(0)
+        assert len(turns) > 2
+        stats = protocol.trafficStats
+        assert (stats.incomingWebSocketMessages, stats.outgoingWebSocketMessages) == (
+            1,
+            1,
+        )
+        protocol.connectionLost(Failure(ConnectionDone()))
+    finally:
+        factory.context.stop()
+
+
 def test_the_check_sees_a_broken_fast_path(monkeypatch: Any) -> None:
     """
     The comparison fails when the fast path mishandles a frame cut across

@@ -137,21 +137,23 @@ class FastPath:
         codec = self._codec
         return codec is not None and codec.busy
 
-    def step(self, work: int) -> tuple[int, int, tuple[int, str] | None]:
+    def step(self, work: int) -> tuple[int, int, bool, tuple[int, str] | None]:
         """
         Go on with the compressed message under way for about C{work} bytes
         of work, and write its echo once it is done: the work done, the
-        bytes written, and a failure (close code and reason) or L{None}.
+        bytes written, whether the message was read here (not by Autobahn,
+        which counted it), and a failure (close code and reason) or L{None}.
         """
         codec = self._codec
         assert codec is not None
         echo, done = codec.step(work)
         if echo is None:
-            return done, 0, codec.take_failure()
+            return done, 0, False, codec.take_failure()
         self._put(echo)
-        if self._tally is not None and codec.finished is not None:
-            self._tally.message(*codec.finished)
-        return done, len(echo), None
+        finished = codec.finished
+        if self._tally is not None and finished is not None:
+            self._tally.message(*finished)
+        return done, len(echo), finished is not None, None
 
     def deflate_later(self, payload: bytes, binary: bool) -> None:
         """

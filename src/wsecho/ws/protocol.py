@@ -256,9 +256,11 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             # Closing meanwhile (a shutdown): no echo after our close frame.
             fast.stop()
             return True
-        done, written, failure = fast.step(TURN_WORK)
+        done, written, read_here, failure = fast.step(TURN_WORK)
         self._spent += done
-        if written:
+        if read_here:
+            autobahn.count_fast(self, 0, written, 1)
+        elif written:
             autobahn.count_sent(self, written)
         autobahn.count_deflate(self, *fast.deflated())
         if failure is not None:
