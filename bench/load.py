@@ -39,7 +39,7 @@ from picows import WSCloseCode, WSListener, WSMsgType, WSTransport, ws_connect
 
 @dataclass(frozen=True)
 class Scenario:
-    kind: str  # "echo", "handshakes" or "idle"
+    kind: str  # "echo", "burst", "handshakes" or "idle"
     connections: int = 1
     size: int = 32
     binary: bool = False
@@ -47,6 +47,7 @@ class Scenario:
     deflate: bool = False
     total: int = 0  # handshakes to make
     gorilla: bool = False  # gorilla's deflate offer, not a browser's
+    attackers: int = 0  # S8: connections sending compressed bombs meanwhile
 
 
 SCENARIOS = {
@@ -61,7 +62,15 @@ SCENARIOS = {
     "S7c": Scenario("echo", connections=64, deflate=True, gorilla=True),
     "S7d": Scenario("echo", connections=64, size=1024, deflate=True),
     "S7e": Scenario("echo", connections=64, size=1024, deflate=True, gorilla=True),
+    # A control client's ping-pong while 4 connections send compressed
+    # messages of 16 MiB of zeros (16 KB on the wire), 8 in flight each.
+    "S8": Scenario("burst", connections=1, attackers=4),
 }
+
+# S8's attack: a message that inflates a thousandfold, and how many of them
+# each attacker keeps in flight.
+BOMB_SIZE = 16 * 1024 * 1024
+BOMBS_IN_FLIGHT = 8
 
 # Browsers offer this: context takeover both ways, the client's window
 # negotiable.
@@ -301,6 +310,74 @@ async def echo(url: str, scenario: Scenario, seconds: float) -> dict:
     return result
 
 
+def client_frame(first: int, payload: bytes) -> bytes:
+    # A masked client frame (a zero mask: the server unmasks all the same).
+    size = len(payload)
+    if size < 126:
+        head = bytes((first, 0x80 | size))
+    elif size < 65536:
+        head = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + size.to_bytes(8, "big")
+    return head + bytes(4) + payload
+
+
+async def bomber(url: str, until: float) -> int:
+    """
+    One attacker: compressed bombs, BOMBS_IN_FLIGHT at a time, until
+    C{until}; the echoes it got.
+    """
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        (
+            f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 101 " not in head.split(b"\r\n")[0] or b"permessage-deflate" not in head:
+        raise RuntimeError("S8: the server did not accept permessage-deflate")
+    bomb = client_frame(0xC2, compress(bytes(BOMB_SIZE)))
+    echoes = sent = 0
+    try:
+        while time.perf_counter() < until or echoes < sent:
+            while sent - echoes < BOMBS_IN_FLIGHT and time.perf_counter() < until:
+                writer.write(bomb)
+                sent += 1
+            first, length = await reader.readexactly(2)
+            length &= 0x7F
+            if length == 126:
+                length = int.from_bytes(await reader.readexactly(2), "big")
+            elif length == 127:
+                length = int.from_bytes(await reader.readexactly(8), "big")
+            await reader.readexactly(length)
+            if first & 0x0F == 2:
+                echoes += 1
+            elif first & 0x0F == 8:
+                break
+    finally:
+        writer.close()
+    return echoes
+
+
+async def burst(url: str, scenario: Scenario, seconds: float) -> dict:
+    """
+    S8: the control's ping-pong (as S1) while the attackers send bombs for
+    the same C{seconds} (each then waits for the echoes it is owed).
+    """
+    until = time.perf_counter() + seconds
+    attack = asyncio.gather(*(bomber(url, until) for _ in range(scenario.attackers)))
+    control = Scenario("echo", connections=scenario.connections)
+    result = await echo(url, control, seconds)
+    bombs = await asyncio.wait_for(attack, 120)
+    result["bombs_echoed"] = sum(bombs)
+    return result
+
+
 class Handshaker(WSListener):
     def __init__(self) -> None:
         self.done = asyncio.get_running_loop().create_future()
@@ -449,6 +526,8 @@ def main(argv: list[str] | None = None) -> None:
         scenario = Scenario(**{**scenario.__dict__, "total": args.total})
     if scenario.kind == "echo":
         run = echo(args.url, scenario, args.seconds)
+    elif scenario.kind == "burst":
+        run = burst(args.url, scenario, args.seconds)
     elif scenario.kind == "handshakes":
         run = handshakes(args.url, scenario, args.seconds)
     else:

@@ -48,6 +48,7 @@ FIGURES = {
     "S7c": ("rate", "msg/s, S7a with gorilla's offer", True),
     "S7d": ("rate", "msg/s, S7a with 1 KiB", True),
     "S7e": ("rate", "msg/s, S7c with 1 KiB", True),
+    "S8": ("p99_ms", "p99 ms, S1 during 4 conn. of deflate bombs", False),
 }
 ALL_SCENARIOS = list(FIGURES)
 

@@ -12,10 +12,12 @@ import os
 import zlib
 from typing import Any
 
+import pytest
 from autobahn import exception as autobahn_exception
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from support.site import connect_in_memory
@@ -23,6 +25,7 @@ from support.wire import frame, upgrade
 from wsecho.http.site import make_site
 from wsecho.settings import EchoSettings
 from wsecho.ws.protocol import EchoServerProtocol
+from wsecho.ws.scheduler import Scheduler
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
 LIMIT = 1000
@@ -139,6 +142,9 @@ def answers(deflate: str | None, fast: bool, data: bytes, cuts: list[int]) -> by
     factory = site.resource.children[b"socket"].factory
     if not fast:
         factory.protocol = SlowPath
+    # Turns (see wsecho.ws.scheduler) on a clock of the test's own.
+    clock = Clock()
+    scheduler = factory.context.scheduler = Scheduler(clock, lambda waited: None)
     try:
         _, transport = connect_in_memory(site)
         extra = [f"Sec-WebSocket-Extensions: {OFFERS[deflate]}"] if deflate else []
@@ -150,6 +156,8 @@ def answers(deflate: str | None, fast: bool, data: bytes, cuts: list[int]) -> by
             if transport.disconnecting:
                 break
             protocol.dataReceived(data[a:b])
+            while len(scheduler):
+                clock.advance(0)
         written = bytes(transport.value())
         # Lost, the connection cancels every timer it started.
         protocol.connectionLost(Failure(ConnectionDone()))
@@ -177,7 +185,12 @@ def _check(deflate: str | None, stream: tuple[bytes, list[int]]) -> None:
 
 
 EXAMPLES = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 
 
@@ -211,6 +224,95 @@ def test_deflate_without_takeover_answered_alike(
     zlib objects), the answers are byte-identical.
     """
     _check("no-takeover", stream)
+
+
+@pytest.fixture
+def small_turns(monkeypatch: Any) -> None:
+    """
+    Turns of one frame, and compressed messages inflated (and echoes of
+    fragmented ones compressed) 64 bytes at a time.
+    """
+    from wsecho.wire import deflate
+    from wsecho.ws import protocol, turns
+
+    monkeypatch.setattr(turns, "TURN_WORK", 1)
+    monkeypatch.setattr(protocol, "INFLATE_STEP", 64)
+    monkeypatch.setattr(deflate, "INFLATE_STEP", 64)
+
+
+@EXAMPLES
+@given(
+    st.sampled_from([None, "takeover", "no-takeover"]).flatmap(
+        lambda deflate: st.tuples(st.just(deflate), streams(deflate))
+    )
+)
+def test_answered_alike_across_turns(
+    small_turns: None, case: tuple[str | None, tuple[bytes, list[int]]]
+) -> None:
+    """
+    With turns of one frame each and compressed messages echoed in steps of
+    64 bytes, the answers are still byte-identical, and a read is spread over
+    several turns.
+    """
+    deflate, stream = case
+    _check(deflate, stream)
+
+
+def test_turns_are_taken(small_turns: None) -> None:
+    """
+    With small turns, two messages of one read are echoed in two turns (the
+    second once the scheduler gives the connection its next one), and a
+    large compressed message in several steps.
+    """
+    data = frame(TEXT, b"one", mask=b"abcd") + frame(TEXT, b"two", mask=b"efgh")
+    site = make_site(EchoSettings(ping_interval=0, memory_budget=0))
+    factory = site.resource.children[b"socket"].factory
+    clock = Clock()
+    scheduler = factory.context.scheduler = Scheduler(clock, lambda waited: None)
+    try:
+        _, transport = connect_in_memory(site)
+        transport.protocol.dataReceived(upgrade("127.0.0.1:8181"))
+        protocol = transport.protocol
+        transport.clear()
+        protocol.dataReceived(data)
+        assert transport.value() == b"\x81\x03one"
+        assert len(scheduler) == 1
+        clock.advance(0)
+        assert transport.value() == b"\x81\x03one\x81\x03two"
+        assert len(scheduler) == 0
+        protocol.connectionLost(Failure(ConnectionDone()))
+    finally:
+        factory.context.stop()
+
+
+def test_a_message_echoed_in_steps_is_counted(small_turns: None) -> None:
+    """
+    A compressed message echoed in steps over several turns is counted once
+    received and once sent, as any other.
+    """
+    site = make_site(EchoSettings(ping_interval=0, memory_budget=0, compression=True))
+    factory = site.resource.children[b"socket"].factory
+    clock = Clock()
+    turns: list[float] = []
+    scheduler = factory.context.scheduler = Scheduler(clock, turns.append)
+    try:
+        _, transport = connect_in_memory(site)
+        extra = f"Sec-WebSocket-Extensions: {OFFERS['takeover']}"
+        transport.protocol.dataReceived(upgrade("127.0.0.1:8181", extra))
+        protocol = transport.protocol
+        payload = Compressor(True).message(b"z" * 1000)
+        protocol.dataReceived(frame(BINARY, payload, rsv=4, mask=b"abcd"))
+        while len(scheduler):
+            clock.advance(0)
+        assert len(turns) > 2
+        stats = protocol.trafficStats
+        assert (stats.incomingWebSocketMessages, stats.outgoingWebSocketMessages) == (
+            1,
+            1,
+        )
+        protocol.connectionLost(Failure(ConnectionDone()))
+    finally:
+        factory.context.stop()
 
 
 def test_the_check_sees_a_broken_fast_path(monkeypatch: Any) -> None:

@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from wsecho.daemon.tap import Options, makeService
 from wsecho.settings import MiB
-from wsecho.ws.protocol import EchoServerProtocol, VerboseEchoServerProtocol
+from wsecho.ws.protocol import EchoServerProtocol
+from wsecho.ws.verbose import VerboseEchoServerProtocol
 
 
 def _tmp(test: SynchronousTestCase) -> Path:

@@ -19,7 +19,7 @@ upgrade.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from autobahn.twisted.websocket import (
     WebSocketServerFactory,
@@ -302,8 +302,15 @@ class ServerProtocol(WebSocketServerProtocol):
         # waiting for the peer's FIN (websocket_closed bounds the wait).
         if abort:
             super()._closeConnection(abort)
+        elif self._without_waiting:
+            transport: Any = self.transport
+            transport.loseConnection()
         else:
             close_write(self.transport)
+
+    # Set by drop(wait=False): closed once our close frame is out, the
+    # peer's FIN not waited for.
+    _without_waiting = False
 
     # What a peer may send after the WebSocket closed, read and dropped
     # while its FIN is awaited, before its connection is aborted: one that
@@ -331,32 +338,94 @@ class ServerProtocol(WebSocketServerProtocol):
 
 # How much of a read Autobahn's parser is given at a time (see read).
 AUTOBAHN_SLICE = 16 * 1024
+# The slices of a connection that must wait its turn once it has used its
+# share (see read): 4 KiB of 1-byte continuation frames cost Autobahn some
+# 5 ms; inside a compressed message, 1 KiB inflates to 1 MiB at most.
+TURN_SLICE = 4 * 1024
+COMPRESSED_SLICE = 1024
 
 
-def read(protocol: Any, data: bytes) -> None:
+def read(
+    protocol: Any,
+    data: bytes,
+    turn_over: Callable[[], bool] | None = None,
+    by_frame: bool = False,
+) -> bytes:
     """
     Hand C{data} to Autobahn's parser, bypassing the protocol's own
-    C{dataReceived} (the fast path's) that would hand it back.
+    C{dataReceived} (the fast path's) that would hand it back; return what
+    was not handed over (C{b""}: all of it).
 
     In slices: Autobahn's parser copies what follows a frame out of its
     buffer after each frame, which makes a read of many small frames (a
     message in 64-byte fragments) cost the square of its size; with
     256 KiB reads, 4 MiB in 64-byte fragments took 1.3 s against 1.0 s for
     Autobahn's own echo with Twisted's 64 KiB reads.
+
+    With C{turn_over} (the connection's turn is used up), the slices are
+    smaller, and the rest is returned once C{turn_over()} says so: it waits
+    for the connection's next turn. With C{by_frame} too, no slice goes past
+    the end of a frame: a message's end is the last thing of its slice, so
+    that its echo may wait for a later turn (see L{frame_slice}) with
+    nothing after it handled first.
     """
     closed = protocol.STATE_CLOSED
     if protocol.state == closed:
         # Autobahn would keep it for ever; the peer's FIN is awaited.
         protocol.after_close(len(data))
-        return
-    if len(data) <= AUTOBAHN_SLICE:
-        protocol._dataReceived(data)
-        return
-    for at in range(0, len(data), AUTOBAHN_SLICE):
+        return b""
+    if turn_over is None:
+        if len(data) <= AUTOBAHN_SLICE:
+            protocol._dataReceived(data)
+            return b""
+        step = AUTOBAHN_SLICE
+    at = 0
+    size = len(data)
+    while at < size:
         if protocol.state == closed:
-            protocol.after_close(len(data) - at)
-            return
-        protocol._dataReceived(data[at : at + AUTOBAHN_SLICE])
+            protocol.after_close(size - at)
+            return b""
+        if turn_over is not None:
+            if at and turn_over():
+                return data[at:]
+            step = frame_slice(protocol, data, at, by_frame)
+        protocol._dataReceived(data[at : at + step])
+        at += step
+    return b""
+
+
+def frame_slice(protocol: Any, data: bytes, at: int, by_frame: bool) -> int:
+    """
+    How much of C{data} from C{at} to hand Autobahn's parser at once: a
+    turn's slice (smaller inside a compressed message, where 1 KiB inflates
+    to 1 MiB at most), and with C{by_frame} no further than the end of the
+    frame under way, or of the frame whose header starts at C{at}.
+    """
+    most = (
+        COMPRESSED_SLICE
+        if getattr(protocol, "_isMessageCompressed", False)
+        else TURN_SLICE
+    )
+    if not by_frame:
+        return most
+    frame = protocol.current_frame
+    if frame is not None:
+        left = int(frame.length - protocol.current_frame_masker.pointer())
+        return max(1, min(most, left))
+    if protocol.data:
+        return 1  # the rest of a header cut across reads, up to its end
+    size = len(data) - at
+    if size < 2:
+        return size
+    length = data[at + 1] & 0x7F
+    head = 2 + (4 if data[at + 1] & 0x80 else 0)
+    if length == 126:
+        head += 2
+        length = int.from_bytes(data[at + 2 : at + 4], "big") if size >= 4 else 0
+    elif length == 127:
+        head += 8
+        length = int.from_bytes(data[at + 2 : at + 10], "big") if size >= 10 else 0
+    return max(1, min(head + length, head + most))
 
 
 def state_open(protocol: Any) -> bool:
@@ -386,6 +455,14 @@ def failed(protocol: Any) -> bool:
     return bool(protocol.failedByMe)
 
 
+def decompressor_of(deflate: Any) -> Any:
+    # The zlib decompressor of a PerMessageDeflate (after its
+    # start_decompress_message): its public decompress_message_data fails a
+    # message that a bounded call does not finish, and the fast path
+    # inflates a large message in bounded steps.
+    return deflate._decompressor
+
+
 def deflate_of(protocol: Any) -> Any:
     # The connection's PerMessageDeflate (its methods are public), or None.
     return protocol._perMessageCompress
@@ -408,9 +485,13 @@ def close(protocol: Any, code: int, reason: bytes, ignore_rest: bool = False) ->
     protocol.sendCloseFrame(code=code, reasonUtf8=reason, isReply=False)
 
 
-def drop(protocol: Any, abort: bool = False, why: str | None = None) -> None:
-    # Close TCP (at once with abort); why: the log's reason for an unclean
-    # close that we decided.
+def drop(
+    protocol: Any, abort: bool = False, why: str | None = None, wait: bool = True
+) -> None:
+    # Close TCP (at once with abort; without wait, once what was written is
+    # out, not waiting for the peer's FIN); why: the log's reason for an
+    # unclean close that we decided.
+    protocol._without_waiting = not wait
     if why is not None:
         protocol.wasClean = False
         protocol.wasNotCleanReason = why
@@ -428,6 +509,14 @@ def count_fast(protocol: Any, read: int, written: int, messages: int) -> None:
     if messages:
         stats.incomingWebSocketMessages += messages
         stats.outgoingWebSocketMessages += messages
+    stats.outgoingOctetsWireLevel += written
+
+
+def count_sent(protocol: Any, written: int) -> None:
+    # A message Autobahn read, echoed later by the fast path's compressor
+    # (Autobahn counted it received).
+    stats = protocol.trafficStats
+    stats.outgoingWebSocketMessages += 1
     stats.outgoingOctetsWireLevel += written
 
 
@@ -471,90 +560,6 @@ def drop_message(protocol: Any) -> None:
     # Let go of the message and frame Autobahn holds.
     protocol.message_data = []
     protocol.frame_data = []
-
-
-class Closing(NamedTuple):
-    """
-    How a connection's WebSocket ended, from Autobahn's bookkeeping.
-    """
-
-    # The close code of whoever closed first (None: dropped without one).
-    code: int | None
-    # Our own close reason when we closed first, else the peer's.
-    reason: str
-    by_server: bool
-    clean: bool
-    # Why it was not clean, when it was not.
-    not_clean_reason: str | None
-    messages_received: int
-    messages_sent: int
-    wire_received: int
-    wire_sent: int
-    # permessage-deflate: payload bytes compressed and plain, each way.
-    compressed_received: int
-    plain_received: int
-    compressed_sent: int
-    plain_sent: int
-
-
-def closing(protocol: Any, reason: str | None = None) -> Closing:
-    """
-    How C{protocol}'s WebSocket ended (or stands); C{reason} is the peer's
-    as Autobahn gave it to C{onClose}.
-    """
-    stats = protocol.trafficStats
-    by_me = bool(protocol.closedByMe)
-    if by_me:
-        code = protocol.localCloseCode
-        reason = (protocol.localCloseReason or b"").decode("utf-8", "replace")
-    else:
-        code = protocol.remoteCloseCode
-    return Closing(
-        code=code,
-        reason=reason or "",
-        # The server ended it: it sent the first close frame, or dropped the
-        # connection without a clean close (a timeout, the budget).
-        by_server=by_me or (bool(protocol.droppedByMe) and not protocol.wasClean),
-        clean=bool(protocol.wasClean),
-        not_clean_reason=protocol.wasNotCleanReason,
-        messages_received=stats.incomingWebSocketMessages,
-        messages_sent=stats.outgoingWebSocketMessages,
-        wire_received=stats.incomingOctetsWireLevel,
-        wire_sent=stats.outgoingOctetsWireLevel,
-        compressed_received=stats.incomingOctetsWebSocketLevel,
-        plain_received=stats.incomingOctetsAppLevel,
-        compressed_sent=stats.outgoingOctetsWebSocketLevel,
-        plain_sent=stats.outgoingOctetsAppLevel,
-    )
-
-
-def close_code(protocol: Any) -> int | None:
-    # The close code of whoever closed first: 1005 when the peer's close
-    # frame had none (Autobahn marks the connection clean once it has the
-    # peer's close frame); None when dropped without one.
-    if protocol.closedByMe:
-        return protocol.localCloseCode  # type: ignore[no-any-return]
-    code = protocol.remoteCloseCode
-    if code is None and protocol.wasClean:
-        return 1005
-    return code  # type: ignore[no-any-return]
-
-
-def deflate_totals(protocol: Any) -> tuple[int, int, int, int]:
-    # permessage-deflate's payload bytes: compressed and plain received,
-    # compressed and plain sent.
-    stats = protocol.trafficStats
-    return (
-        stats.incomingOctetsWebSocketLevel,
-        stats.incomingOctetsAppLevel,
-        stats.outgoingOctetsWebSocketLevel,
-        stats.outgoingOctetsAppLevel,
-    )
-
-
-def not_clean_reason(protocol: Any) -> str | None:
-    # Why the connection did not close cleanly (a failed handshake's).
-    return protocol.wasNotCleanReason  # type: ignore[no-any-return]
 
 
 def forget(protocol: Any) -> None:

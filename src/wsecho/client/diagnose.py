@@ -12,7 +12,7 @@ from service_identity import VerificationError
 from twisted.internet import error
 from twisted.python.failure import Failure
 
-from wsecho._compat.autobahn import not_clean_reason
+from wsecho._compat.autobahn_closing import not_clean_reason
 from wsecho.client.output import (
     EXIT_CLOSED,
     EXIT_CONNECT,

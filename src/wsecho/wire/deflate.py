@@ -9,13 +9,13 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autobahn.exception import PayloadExceededError
 from autobahn.websocket.compress import (
     PerMessageDeflateOffer,
     PerMessageDeflateOfferAccept,
 )
+from autobahn.websocket.utf8validator import Utf8Validator
 
-from wsecho._compat.autobahn import PayloadCorruptError
+from wsecho._compat.autobahn import PayloadCorruptError, decompressor_of
 
 EXTENSION = "permessage-deflate"
 
@@ -144,19 +144,53 @@ def accept_deflate(
     return accept
 
 
+# How many plain bytes a message is inflated, checked and compressed at a
+# time: a message that inflates to more is echoed in steps of this size
+# (L{DeflateCodec.step}), between which the connection may wait its turn.
+# A step costs 0.5 ms (zeros) to 2.5 ms (incompressible data).
+INFLATE_STEP = 64 * 1024
+
+
+class _Message:
+    """
+    A compressed message larger than a step, being inflated, checked and
+    compressed again step by step: what is left to inflate, its size so far,
+    its UTF-8 check (once it is not ASCII), and its echo so far.
+    """
+
+    __slots__ = ("binary", "echo", "input", "offset", "plain", "size", "validator")
+
+    def __init__(self, binary: bool, tail: bytes, plain: bytes | None = None) -> None:
+        self.binary = binary
+        self.input = tail
+        # A message inflated already (by Autobahn), only to compress.
+        self.plain = plain
+        self.size = 0
+        self.validator: Any = None
+        # Where the UTF-8 check started (what came before it was ASCII).
+        self.offset = 0
+        self.echo: list[bytes] = []
+
+
 class DeflateCodec:
     """
     The fast path's permessage-deflate (a L{wsecho.wire.frames.Codec}).
 
     With context takeover, it works with the connection's own Autobahn
-    C{PerMessageDeflate} (its public methods): the same zlib objects, so
-    that the context carries on between the messages the fast path takes and
-    those Autobahn's frame machinery takes. Without (gorilla's offer, say),
-    no message refers to another, and it keeps zlib objects of its own: one
+    C{PerMessageDeflate}: the same zlib objects, so that the context
+    carries on between the messages the fast path takes and those
+    Autobahn's frame machinery takes. Without (gorilla's offer, say), no
+    message refers to another, and it keeps zlib objects of its own: one
     compressor whose window is emptied after each message (C{Z_FULL_FLUSH},
     RFC 7692 7.1.1.1) and one decompressor, where Autobahn would make new
     ones for every message (some 20 us each). Inflation is bounded by
     C{limit}, as Autobahn bounds it.
+
+    A message is inflated L{INFLATE_STEP} bytes at a time: one that
+    inflates to more (16 KiB on the wire can be 16 MiB of zeros) is left
+    under way (L{busy}) and finished by L{step}, a bounded piece at a time.
+    zlib compresses a message given in pieces byte for byte as given whole,
+    so the echo is the one Autobahn would send.
     """
 
     def __init__(self, deflate: Any, limit: int) -> None:
@@ -167,6 +201,10 @@ class DeflateCodec:
         self.compressed_out = self.plain_out = 0
         self._compressor: Any = None
         self._decompressor: Any = None
+        self._message: _Message | None = None
+        # The last message step finished: binary or not, and its size
+        # (None: Autobahn read it, and counted it).
+        self.finished: tuple[bool, int] | None = None
         if deflate.server_no_context_takeover:
             self._compressor = zlib.compressobj(
                 zlib.Z_DEFAULT_COMPRESSION,
@@ -176,6 +214,13 @@ class DeflateCodec:
             )
         if deflate.client_no_context_takeover:
             self._decompressor = zlib.decompressobj(-deflate.client_max_window_bits)
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether a message is under way (see L{step}).
+        """
+        return self._message is not None
 
     def take_failure(self) -> tuple[int, str] | None:
         """
@@ -200,43 +245,179 @@ class DeflateCodec:
         self.compressed_out = self.plain_out = 0
         return counts
 
-    def inflate(self, payload: bytes) -> bytes | None:
-        bound = self._limit + 1
+    def _decompressor_for_message(self) -> Any:
         decompressor = self._decompressor
+        if decompressor is None:
+            deflate = self._deflate
+            deflate.start_decompress_message()
+            return decompressor_of(deflate)
+        return decompressor
+
+    def _inflated(self, decompressor: Any, data: bytes, size: int) -> bytes | None:
+        # At most a step, and one byte over the limit; None: failure set.
         try:
-            if decompressor is None:
-                deflate = self._deflate
-                deflate.start_decompress_message()
-                plain: bytes = deflate.decompress_message_data(payload, bound)
-                deflate.end_decompress_message()
-            else:
-                plain = decompressor.decompress(payload, bound)
-                if decompressor.unconsumed_tail:
-                    raise PayloadExceededError(len(plain))
-                decompressor.decompress(_TAIL)
-        except PayloadExceededError:
+            plain: bytes = decompressor.decompress(
+                data, min(INFLATE_STEP, self._limit + 1 - size)
+            )
+        except zlib.error as e:
+            why: Exception = e
+            if self._decompressor is None:  # in Autobahn's words
+                why = PayloadCorruptError(f"invalid permessage-deflate data: {e}")
+            self.failure = (1007, f"message cannot be decompressed: {why}")
+            return None
+        if size + len(plain) > self._limit:
             self.failure = (1009, f"message over {self._limit} bytes")
-        except (PayloadCorruptError, zlib.error) as e:
-            self.failure = (1007, f"message cannot be decompressed: {e}")
-        else:
-            if len(plain) <= self._limit:
-                return plain
-            self.failure = (1009, f"message over {self._limit} bytes")
+            return None
+        return plain
+
+    def inflate(self, payload: bytes, binary: bool = True) -> bytes | None:
+        """
+        The message C{payload} inflated; L{None} when it cannot be
+        (C{failure} says why), or when it is larger than a step: it is then
+        under way (L{busy}), for L{step} to finish.
+        """
+        decompressor = self._decompressor_for_message()
+        data = payload + _TAIL
+        plain = self._inflated(decompressor, data, 0)
+        if plain is None:
+            return None
+        if not decompressor.unconsumed_tail and len(plain) < INFLATE_STEP:
+            return plain
+        message = self._message = _Message(binary, decompressor.unconsumed_tail)
+        self.compressed_in += len(payload)
+        self._start_deflate()
+        self._feed(message, plain)
         return None
 
+    def deflate_later(self, payload: bytes, binary: bool) -> None:
+        """
+        Compress the echo of C{payload}, a message inflated and checked
+        already, in steps (see L{step}).
+        """
+        self._start_deflate()
+        self._message = _Message(binary, b"", payload)
+
+    def step(self, work: int) -> tuple[bytes | None, int]:
+        """
+        Go on with the message under way for about C{work} plain bytes: its
+        echo (the whole frame) once it is done, or L{None} (still under
+        way, or failed: C{failure} then says why); and the plain bytes
+        done.
+        """
+        message = self._message
+        assert message is not None
+        done = 0
+        plain = message.plain
+        if plain is not None:
+            while done < work and message.size < len(plain):
+                piece = plain[message.size : message.size + INFLATE_STEP]
+                message.echo.append(self._compress(piece))
+                message.size += len(piece)
+                done += len(piece)
+            if message.size < len(plain):
+                return None, done
+            self._message = None
+            return self._finish(message), done
+        decompressor = self._decompressor_for_step()
+        while done < work:
+            plain = self._inflated(decompressor, message.input, message.size)
+            if plain is None:
+                self._message = None
+                return None, done
+            message.input = decompressor.unconsumed_tail
+            if not plain and not message.input:
+                self._message = None
+                return self._finish(message), done
+            self._feed(message, plain)
+            if self.failure is not None:
+                self._message = None
+                return None, done
+            done += len(plain)
+        return None, done
+
+    def _decompressor_for_step(self) -> Any:
+        if self._decompressor is not None:
+            return self._decompressor
+        return decompressor_of(self._deflate)
+
+    def _feed(self, message: _Message, plain: bytes) -> None:
+        # Check (text) and compress a piece of a message under way.
+        if not message.binary:
+            validator = message.validator
+            if validator is None and not plain.isascii():
+                validator = message.validator = Utf8Validator()
+                message.offset = message.size
+            if validator is not None:
+                valid, _, _, at = validator.validate(plain)
+                if not valid:
+                    self.failure = (
+                        1007,
+                        "encountered invalid UTF-8 while processing text message "
+                        f"at payload octet index {message.offset + at}",
+                    )
+                    return
+        message.size += len(plain)
+        message.echo.append(self._compress(plain))
+
+    def _finish(self, message: _Message) -> bytes | None:
+        validator = message.validator
+        if validator is not None:
+            _, ends, _, at = validator.validate(b"")
+            if not ends:
+                self.failure = (
+                    1007,
+                    "UTF-8 text message payload ended within Unicode code point "
+                    f"at payload octet index {message.offset + at}",
+                )
+                return None
+        if message.plain is None:
+            self.plain_in += message.size
+        echo = b"".join(message.echo) + self._end_deflate()
+        self.plain_out += message.size
+        self.compressed_out += len(echo)
+        self.finished = (
+            (message.binary, message.size) if message.plain is None else None
+        )
+        first = 0xC2 if message.binary else 0xC1
+        return _header(first, len(echo)) + echo
+
     def deflate(self, payload: bytes) -> bytes:
-        compressor = self._compressor
-        if compressor is None:
-            deflate = self._deflate
-            deflate.start_compress_message()
-            compressed: bytes = deflate.compress_message_data(payload)
-            compressed += deflate.end_compress_message()
-        else:
-            compressed = compressor.compress(payload)
-            compressed += compressor.flush(zlib.Z_FULL_FLUSH)[:-4]
+        self._start_deflate()
+        compressed = self._compress(payload) + self._end_deflate()
         self.plain_out += len(payload)
         self.compressed_out += len(compressed)
         return compressed
+
+    def _start_deflate(self) -> None:
+        if self._compressor is None:
+            self._deflate.start_compress_message()
+
+    def _compress(self, payload: bytes) -> bytes:
+        compressor = self._compressor
+        if compressor is None:
+            return self._deflate.compress_message_data(payload)  # type: ignore[no-any-return]
+        return compressor.compress(payload)  # type: ignore[no-any-return]
+
+    def _end_deflate(self) -> bytes:
+        compressor = self._compressor
+        if compressor is None:
+            return self._deflate.end_compress_message()  # type: ignore[no-any-return]
+        return compressor.flush(zlib.Z_FULL_FLUSH)[:-4]  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """
+        Let go of the message under way.
+        """
+        self._message = None
+
+
+def _header(first: int, length: int) -> bytes:
+    # A server frame's header: not masked, the length as short as it goes.
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return bytes((first, 126)) + length.to_bytes(2, "big")
+    return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
 # What RFC 7692 7.2.2 has the sender strip from the end of a message, and

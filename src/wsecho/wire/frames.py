@@ -28,9 +28,19 @@ FIN_BINARY_DEFLATED = 0xC2
 SMALL_PAYLOAD = 1024
 
 # Pings answered one by one in a read; past that only the most recent one
-# is answered (RFC 6455 5.5.3 allows it), once the read is done: a ping
-# flood then costs a pong a read, not a pong a ping.
+# is answered (RFC 6455 5.5.3 allows it), once the read is done or before
+# the next message's echo: a ping flood then costs a pong a read, not a
+# pong a ping.
 PINGS_PER_READ = 16
+
+# What a frame costs in L{scan}'s C{work}, in bytes: a frame's handling
+# costs as much as some hundreds of bytes of payload, so that a flood of
+# empty frames is counted as the work it is.
+FRAME_WORK = 512
+
+# scan's C{need} when it stopped because its C{work} was done: the rest
+# waits for the connection's next turn.
+YIELD = -1
 
 
 def unmask(payload: bytes | bytearray | memoryview, mask: bytes) -> bytes:
@@ -100,7 +110,10 @@ class Codec(Protocol):
     compressed_out: int
     plain_out: int
 
-    def inflate(self, payload: bytes) -> bytes | None: ...
+    def inflate(self, payload: bytes, binary: bool = True) -> bytes | None: ...
+
+    @property
+    def busy(self) -> bool: ...
 
     def deflate(self, payload: bytes) -> bytes: ...
 
@@ -115,7 +128,11 @@ def _header(first: int, length: int) -> bytes:
 
 
 def scan(
-    data: bytes | bytearray, limit: int, tally: Any = None, codec: Codec | None = None
+    data: bytes | bytearray,
+    limit: int,
+    tally: Any = None,
+    codec: Codec | None = None,
+    work: int = 1 << 62,
 ) -> Scan:
     """
     Answer the whole frames at the start of C{data}: unfragmented text and
@@ -131,8 +148,14 @@ def scan(
     A text frame cut short is left to Autobahn (C{need} 0), which checks
     its UTF-8 as it arrives and fails an invalid one before the rest is
     sent; a binary frame or a control frame cut short is waited for.
+
+    The scan stops (C{need} L{YIELD}) once it has done about C{work} bytes
+    of work (each frame costs L{FRAME_WORK} more than its bytes), and after
+    a compressed message larger than a step, left under way in the codec.
     """
     size = len(data)
+    # The work done beyond the bytes read: frames, and inflated bytes.
+    cost = 0
     at = 0
     need = 0
     messages = 0
@@ -140,6 +163,10 @@ def scan(
     last_ping: bytes | None = None
     replies: list[bytes] = []
     while at < size:
+        if at and at + cost >= work:
+            need = YIELD
+            break
+        cost += FRAME_WORK
         first = data[at]
         if (
             first == FIN_TEXT
@@ -192,9 +219,12 @@ def scan(
                 payload = unmask(data[start:end], mask)
             if codec is not None:
                 if first & 0x40:
-                    plain = codec.inflate(payload)
+                    plain = codec.inflate(payload, first & 0x0F == 2)
                     if plain is None:
-                        break  # the codec says why: the connection fails
+                        if codec.failure is None:  # under way: later turns
+                            at = end
+                            need = YIELD
+                        break  # or the codec says why: the connection fails
                 else:
                     plain = payload
                 codec.compressed_in += length
@@ -205,6 +235,11 @@ def scan(
                         codec.failure = (1007, utf8_failure(plain))
                     break
                 codec.plain_in += len(plain)
+                cost += len(plain)
+                if last_ping is not None:  # answered before what follows it
+                    replies.append(bytes((FIN_PONG, len(last_ping))))
+                    replies.append(last_ping)
+                    last_ping = None
                 echo = codec.deflate(plain)
                 replies.append(_header(0xC0 | (first & 0x0F), len(echo)))
                 replies.append(echo)
@@ -215,6 +250,10 @@ def scan(
                 continue
             if first == FIN_TEXT and not valid_utf8(payload):
                 break
+            if last_ping is not None:  # answered before what follows it
+                replies.append(bytes((FIN_PONG, len(last_ping))))
+                replies.append(last_ping)
+                last_ping = None
             replies.append(header)
             replies.append(payload)
             messages += 1

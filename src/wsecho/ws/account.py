@@ -46,6 +46,15 @@ class Account:
         self.sent += size
         self.progressed_at = self._now()
 
+    def opened(self) -> None:
+        """
+        The WebSocket is open: what ranks it from now on is what its client
+        sends on it, not its upgrade request (a request of 200 bytes that
+        bought 57 KiB of zlib state has not paid for them).
+        """
+        self.sent = 0
+        self.progressed_at = self._now()
+
     def admit(self, size: int, push: bool = False) -> bool:
         """
         Count a fixed cost of C{size} bytes if the budget can afford it

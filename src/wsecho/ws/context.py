@@ -15,6 +15,7 @@ from wsecho.ws.budget import MemoryBudget
 from wsecho.ws.heap import Trimmer
 from wsecho.ws.metrics import Metrics
 from wsecho.ws.registry import Registry
+from wsecho.ws.scheduler import Scheduler
 
 
 class EchoContext:
@@ -44,9 +45,12 @@ class EchoContext:
         self.registry = Registry(
             self.metrics, settings.max_connections, settings.max_connections_per_ip
         )
+        # Connections that used their share of the CPU wait their turn here.
+        self.scheduler = Scheduler(clock, self.metrics.throttled.inc)
 
     def stop(self) -> None:
         """
         Stop the timers (the process stops listening).
         """
         self._trimmer.stop()
+        self.scheduler.stop()

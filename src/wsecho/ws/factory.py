@@ -11,7 +11,8 @@ from wsecho._compat.autobahn import ServerFactory
 from wsecho.settings import EchoSettings
 from wsecho.wire.deflate import accept_deflate
 from wsecho.ws.context import EchoContext
-from wsecho.ws.protocol import EchoServerProtocol, VerboseEchoServerProtocol
+from wsecho.ws.protocol import EchoServerProtocol
+from wsecho.ws.verbose import VerboseEchoServerProtocol
 
 
 class EchoServerFactory(ServerFactory):

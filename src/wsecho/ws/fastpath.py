@@ -3,7 +3,10 @@ The fast path of the echo: the whole single-frame messages of a read are
 echoed by L{wsecho.wire.frames.scan} and written at once, without
 Autobahn's frame objects (compressed ones too, with permessage-deflate);
 anything else (fragments, a frame over the limit, a protocol error) is
-left for Autobahn's parser, which answers it as it would.
+left for Autobahn's parser, which answers it as it would. A read is
+echoed a turn's work at a time (see L{wsecho.ws.scheduler}): the rest
+waits for the connection's next turn, and a compressed message that
+inflates to more than a step is finished in steps (L{FastPath.step}).
 
 Most messages are a single frame, and Autobahn's frame machinery (a header
 object, a masker object, a UTF-8 validator object, eight callbacks and
@@ -17,7 +20,7 @@ from time import perf_counter
 from typing import Any
 
 from wsecho.wire.deflate import DeflateCodec
-from wsecho.wire.frames import scan
+from wsecho.wire.frames import YIELD, scan
 from wsecho.ws import costs
 from wsecho.ws.account import Account
 from wsecho.ws.flow import FlowControl
@@ -68,6 +71,9 @@ class FastPath:
         # deflate's counts are to be taken after each read.
         self.waiting = False
         self.deflating = False
+        # The last echo stopped for the turn's work (see
+        # wsecho.ws.scheduler): the rest waits for the next turn.
+        self.yielded = False
 
     def use_deflate(self, deflate: Any, max_message_size: int) -> None:
         """
@@ -108,16 +114,19 @@ class FastPath:
         # reallocated and over-allocated on the way.
         return b"".join(pending)
 
-    def echo(self, data: bytes) -> Echoed:
+    def echo(self, data: bytes, work: int = 1 << 62) -> Echoed:
         """
         Echo the whole single-frame messages at the start of C{data} and
         write the echoes at once; keep the start of a frame of ours that is
-        not whole; say what is left for Autobahn.
+        not whole; say what is left for Autobahn, or (L{yielded}) what is
+        left for the next turn, once about C{work} bytes of work are done
+        (or a large compressed message is under way: see L{step}).
         """
         began = perf_counter()
         codec = self._codec
         tally = self._tally
-        replies, at, need, count = scan(data, self._limit, tally, codec)
+        replies, at, need, count = scan(data, self._limit, tally, codec, work)
+        self.yielded = need == YIELD
         written = 0
         if replies:
             reply = b"".join(replies)
@@ -132,7 +141,7 @@ class FastPath:
         rest = None
         if at < len(data):
             rest = data[at:] if at else data
-            if need:
+            if need > 0:
                 self._need = need
                 self._pending = [rest]
                 self._pending_size = len(rest)
@@ -141,6 +150,40 @@ class FastPath:
                 self._account.hold(self._pending_held)
                 rest = None
         return at, written, count, rest, None
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether a compressed message is under way (see L{step}).
+        """
+        codec = self._codec
+        return codec is not None and codec.busy
+
+    def step(self, work: int) -> tuple[int, int, bool, tuple[int, str] | None]:
+        """
+        Go on with the compressed message under way for about C{work} bytes
+        of work, and write its echo once it is done: the work done, the
+        bytes written, whether the message was read here (not by Autobahn,
+        which counted it), and a failure (close code and reason) or L{None}.
+        """
+        codec = self._codec
+        assert codec is not None
+        echo, done = codec.step(work)
+        if echo is None:
+            return done, 0, False, codec.take_failure()
+        self._put(echo)
+        finished = codec.finished
+        if self._tally is not None and finished is not None:
+            self._tally.message(*finished)
+        return done, len(echo), finished is not None, None
+
+    def deflate_later(self, payload: bytes, binary: bool) -> None:
+        """
+        Compress the echo of C{payload} (a message Autobahn inflated) in
+        steps: it is under way (L{busy}) until L{step} has written it.
+        """
+        assert self._codec is not None
+        self._codec.deflate_later(payload, binary)
 
     def deflated(self) -> tuple[int, int, int, int]:
         """
@@ -159,5 +202,7 @@ class FastPath:
             self._skip = max(0, self._need - self._pending_size)
             self._pending = None
         self.waiting = bool(self._skip)
+        if self._codec is not None:
+            self._codec.stop()
         self._codec = None
         self.deflating = False

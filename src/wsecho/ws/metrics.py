@@ -234,6 +234,12 @@ class Metrics:
         )
         self.echoes = EchoTally()
         registry.register(self.echoes)
+        self.throttled = Counter(
+            "wsecho_throttled_seconds",
+            "Seconds connections spent waiting for their turn, having used "
+            "their share of the CPU (see wsecho.ws.scheduler).",
+            registry=registry,
+        )
         self.deflate = Counter(
             "wsecho_deflate_bytes",
             "Payload bytes of permessage-deflate connections, counted when "

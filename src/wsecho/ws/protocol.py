@@ -26,15 +26,25 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from wsecho._compat import autobahn
+from wsecho._compat import autobahn, autobahn_closing
 from wsecho._compat.twisted import can_send_now, send_now
-from wsecho.text import printable
+from wsecho.wire.deflate import INFLATE_STEP
 from wsecho.ws import costs
 from wsecho.ws.account import Account
 from wsecho.ws.fastpath import FastPath
 from wsecho.ws.flow import FlowControl
 from wsecho.ws.progress import ProgressDeadline
-from wsecho.ws.report import CloseReport, Described
+from wsecho.ws.report import (
+    GOING_AWAY,
+    MESSAGE_TOO_BIG,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    CloseReport,
+    Described,
+    describe,
+)
+from wsecho.ws.scheduler import FRAME_WORK
+from wsecho.ws.turns import Turns
 
 if TYPE_CHECKING:
     from wsecho.ws.factory import EchoServerFactory
@@ -42,19 +52,6 @@ if TYPE_CHECKING:
 # How many chunks of a message are kept apart before they are folded into
 # one buffer (see EchoServerProtocol.onMessageFrame).
 FOLD_CHUNKS = 64
-
-# How much of a message --verbose shows.
-VERBOSE_PREVIEW = 120
-
-# Close codes of our own making.
-GOING_AWAY = 1001
-POLICY_VIOLATION = 1008
-MESSAGE_TOO_BIG = 1009
-TRY_AGAIN_LATER = 1013
-# Registered with IANA (bad gateway), and valid in a close frame; Autobahn's
-# list ends at 1013 and fails a peer that sends it with 1002.
-BAD_GATEWAY = 1014
-autobahn.allow_close_code(BAD_GATEWAY)
 
 
 class EchoServerProtocol(autobahn.ServerProtocol):
@@ -76,6 +73,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     flow: FlowControl | None = None
     fast: FastPath | None = None
     progress: ProgressDeadline | None = None
+    turns: Turns | None = None
 
     # When the WebSocket opened (None: it never did), and when the current
     # message began (for the latency of messages Autobahn assembles).
@@ -120,6 +118,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             self._too_slow,
         )
         self.flow.start()
+        self.turns = Turns(transport, self.account, context.scheduler, self._turn)
         if can_send_now(transport):
             # What is written goes out at once, the fast path's echoes and
             # Autobahn's frames alike (see send_now).
@@ -154,13 +153,31 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         Echo the whole single-frame messages at the start of C{data} on the
         fast path, and hand the rest to Autobahn. The fast path runs on an
         open connection, between messages (with permessage-deflate too).
+        A connection that has used its turn's share of work waits for its
+        next turn, with what is left (see L{wsecho.ws.scheduler}).
         """
         account = self.account
         if account is not None:
             account.received(len(data))
+        turns = self.turns
+        if turns is None:
+            return  # gone
+        if turns.waiting:
+            # Read while it waits (its flow control resumed reading): kept
+            # for its turn, in order.
+            turns.hold(data)
+            return
+        turns.begin()
+        self._take(data)
+        if turns.pinged:  # Autobahn's path answered pings this turn
+            self._end_turn()
+
+    def _take(self, data: bytes) -> None:
         fast = self.fast
+        turns = self.turns
+        assert turns is not None
         if fast is None:
-            autobahn.read(self, data)
+            self._autobahn(data)
             return
         if fast.waiting:
             whole = fast.whole(data)
@@ -169,22 +186,96 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             data = whole
         if not autobahn.between_messages(self):
             if not autobahn.state_closed(self):
-                autobahn.read(self, data)
+                self._autobahn(data)
             return
-        read, written, count, rest, failure = fast.echo(data)
+        read, written, count, rest, failure = fast.echo(data, turns.left)
         if rest is None and failure is None and read < len(data):
             # The start of a frame waited for until it is whole: a message
             # under way, which must progress.
             assert self.progress is not None
             self.progress.watch()
         if read:
+            turns.spend(read + count * FRAME_WORK)
             autobahn.count_fast(self, read, written, count)
         if fast.deflating:
             autobahn.count_deflate(self, *fast.deflated())
         if failure is not None:
             autobahn.fail(self, *failure)
+        elif fast.yielded:
+            turns.wait(rest)
         elif rest is not None:
-            autobahn.read(self, rest)
+            self._autobahn(rest)
+
+    def _autobahn(self, data: bytes) -> None:
+        fast = self.fast
+        # On a compressed connection, Autobahn is given a frame at a time: a
+        # large message's echo may be compressed in later turns (see _echo).
+        if not autobahn.state_open(self):
+            # Closing: Autobahn only looks for the peer's close frame, and
+            # the close handshake's timeout bounds how long.
+            autobahn.read(self, data)
+            return
+        rest = autobahn.read(
+            self, data, self._turn_over, fast is not None and fast.deflating
+        )
+        if rest or (fast is not None and fast.busy):
+            assert self.turns is not None
+            self.turns.wait(rest)
+
+    def _turn_over(self) -> bool:
+        fast = self.fast
+        turns = self.turns
+        return turns is None or turns.over() or (fast is not None and fast.busy)
+
+    def _turn(self) -> None:
+        """
+        The connection's next turn: go on with the compressed message under
+        way, then with what was held, and read again if all is done.
+        """
+        transport: Any = self.transport
+        turns = self.turns
+        if transport is None or turns is None:
+            return  # gone meanwhile
+        turns.next()
+        fast = self.fast
+        if fast is None or not fast.busy or self._step(fast):
+            data = turns.take_held()
+            if data:
+                self._take(data)
+        self._end_turn()
+        if not turns.waiting and self.flow is not None and not self.flow.paused:
+            transport.resumeProducing()
+
+    def _step(self, fast: FastPath) -> bool:
+        # Go on with the compressed message under way: whether it is done.
+        if not autobahn.state_open(self):
+            # Closing meanwhile (a shutdown): no echo after our close frame.
+            fast.stop()
+            return True
+        turns = self.turns
+        assert turns is not None
+        done, written, read_here, failure = fast.step(turns.left)
+        turns.spend(done)
+        if read_here:
+            autobahn.count_fast(self, 0, written, 1)
+        elif written:
+            autobahn.count_sent(self, written)
+        autobahn.count_deflate(self, *fast.deflated())
+        if failure is not None:
+            autobahn.fail(self, *failure)
+            return False
+        if fast.busy:
+            turns.wait(None)
+            return False
+        return True
+
+    def _end_turn(self) -> None:
+        if self.turns is not None:
+            self._pong(self.turns.end())
+
+    def _pong(self, ping: bytes | None) -> None:
+        if ping is not None and autobahn.state_open(self):
+            self.sendPong(ping)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
@@ -230,10 +321,11 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         return None
 
     def onOpen(self) -> None:
-        # Logged when the connection closes, in one line with the rest (a
-        # log line costs a handshake a tenth of its time); --verbose logs
-        # the opening too.
+        # Logged at the close, in one line with the rest (a log line costs
+        # a handshake a tenth of its time); --verbose logs the opening too.
         self._opened_at = time.monotonic()
+        if self.account is not None:
+            self.account.opened()
         deflate = autobahn.deflate_of(self)
         if self.fast is not None and deflate is not None:
             self.fast.use_deflate(deflate, self.factory.settings.max_message_size)
@@ -245,6 +337,21 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             self._began = time.perf_counter()
         super().onMessageBegin(isBinary)
 
+    def onPing(self, payload: bytes) -> None:
+        if self.turns is None or self.turns.ping(payload):
+            super().onPing(payload)
+
+    def onPong(self, payload: bytes) -> None:
+        if self.turns is not None:
+            self.turns.frame()
+        super().onPong(payload)
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        # Every data frame costs its share, an empty continuation too.
+        if self.turns is not None:
+            self.turns.frame()
+        super().onMessageFrameBegin(length)
+
     def onMessageFrame(self, payload: Any) -> None:
         # A message sent as millions of tiny fragments would otherwise take
         # many times its size (the size limit counts payload only).
@@ -254,7 +361,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         # What Autobahn keeps of an unfinished message, after inflation.
         if autobahn.failed(self):
             return
-        assert self.account is not None
+        assert self.account is not None and self.turns is not None
+        self.turns.spend(len(payload))
         # Each frame's chunk costs a little on top of its bytes.
         if self.account.hold_message(len(payload) + costs.READ):
             super().onMessageFrameData(payload)
@@ -275,12 +383,27 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         tally.latency(time.perf_counter() - self._began)
 
     def _echo(self, payload: bytes, isBinary: bool) -> None:
+        # The pong of a ping before the message goes before its echo.
+        if self.turns is not None:
+            self._pong(self.turns.last_ping())
         limit = self.factory.settings.max_message_size
         if len(payload) > limit:
             # See EchoServerFactory: Autobahn may hand over a compressed
             # message cut to its limit, one byte over ours.
             reason = f"message over {limit} bytes"
             autobahn.close(self, MESSAGE_TOO_BIG, reason.encode())
+            return
+        fast = self.fast
+        if (
+            fast is not None
+            and fast.deflating
+            and len(payload) > INFLATE_STEP
+            and autobahn.state_open(self)
+        ):
+            # Compressed in steps, in the turns to come: Autobahn is given
+            # a frame at a time here, so nothing after the message is read
+            # before its echo is written.
+            fast.deflate_later(payload, isBinary)
             return
         try:
             self.sendMessage(payload, isBinary)
@@ -296,13 +419,13 @@ class EchoServerProtocol(autobahn.ServerProtocol):
                 "handshake failed {peer}: {reason}",
                 peer=self.peer,
                 client=self.client_address,
-                reason=autobahn.not_clean_reason(self),
+                reason=autobahn_closing.not_clean_reason(self),
             )
             return
         # The seed printed the peer's close code and reason; so do we.
         report = CloseReport.of(
             self.described(),
-            autobahn.closing(self, reason),
+            autobahn_closing.closing(self, reason),
             time.monotonic() - opened_at,
         )
         self._log.info(
@@ -334,16 +457,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         """
         What the log says of a connection: where from, and what was agreed.
         """
-        return Described(
-            peer=self.peer or "-",
-            client=self.client_address,
-            origin=printable(self.http_headers.get("origin", "-")),
-            subprotocol=self.websocket_protocol_in_use or "-",
-            extensions=",".join(
-                e.EXTENSION_NAME for e in self.websocket_extensions_in_use
-            )
-            or "-",
-        )
+        return describe(self)
 
     def going_away(self, code: int = GOING_AWAY) -> None:
         """
@@ -382,11 +496,10 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             return
         autobahn.close(self, TRY_AGAIN_LATER, b"server busy", ignore_rest=True)
         if not unfinished:
-            # An idle connection (pushed out for a new one): what it holds
-            # beyond the budget's count (zlib, TLS) goes now, with the
-            # socket, once the close frame is out. One sending a message
-            # is read on to its close: a reset would hide the 1013.
-            autobahn.drop(self, why="memory budget reached")
+            # An idle connection (pushed out for a new one) goes once its
+            # close frame is out, its FIN not waited for. One sending a
+            # message is read on to its close: a reset would hide the 1013.
+            autobahn.drop(self, why="memory budget reached", wait=False)
 
     def _too_slow(self) -> None:
         self._log.info(
@@ -397,7 +510,10 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if autobahn.state_open(self):
             autobahn.close(self, POLICY_VIOLATION, b"client too slow")
             # Read again, to see the client's close frame should it catch
-            # up; messages after our close frame are not echoed.
+            # up; messages after our close frame are not echoed (nor those
+            # that waited for their turn).
+            assert self.turns is not None
+            self.turns.stop()
             assert self.flow is not None
             self.flow.read_again()
         else:
@@ -444,8 +560,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         metrics = context.metrics
         if self._opened_at is not None:
             metrics.connection_closed(
-                autobahn.close_code(self),
-                autobahn.deflate_totals(self)
+                autobahn_closing.close_code(self),
+                autobahn_closing.deflate_totals(self)
                 if self.websocket_extensions_in_use
                 else None,
             )
@@ -457,6 +573,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if self.fast is not None:
             self.fast.stop()
         autobahn.drop_message(self)
+        if self.turns is not None:
+            self.turns.stop()
         if self.account is not None:
             self.account.close()
 
@@ -476,39 +594,6 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         if self.progress is not None:
             self.progress.stop()
         # The parts and the writer hold the transport and this protocol.
-        self.account = self.flow = self.fast = self.progress = None
+        self.account = self.flow = self.fast = self.progress = self.turns = None
         self.write_now = None
         self.transport = None
-
-
-class VerboseEchoServerProtocol(EchoServerProtocol):
-    """
-    The echo, logging each message (the seed's C{Received:%s}); --verbose.
-
-    A separate class so that the default echo pays nothing for it. Every
-    message goes through Autobahn's path, which calls onMessage.
-    """
-
-    fast_path = False
-
-    def onOpen(self) -> None:
-        super().onOpen()
-        self._log.info(
-            "open {peer} client={client} origin={origin} "
-            "subprotocol={subprotocol} extensions={extensions}",
-            **self.described().fields(),
-        )
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        preview: Any = payload[:VERBOSE_PREVIEW]
-        if not isBinary:
-            preview = preview.decode("utf-8", "replace")
-        self._log.info(
-            "message {peer} {kind} {size} bytes: {preview!r}{more}",
-            peer=self.peer,
-            kind="binary" if isBinary else "text",
-            size=len(payload),
-            preview=preview,
-            more="..." if len(payload) > VERBOSE_PREVIEW else "",
-        )
-        super().onMessage(payload, isBinary)

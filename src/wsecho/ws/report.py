@@ -7,12 +7,24 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from wsecho._compat.autobahn import Closing
+from wsecho._compat import autobahn
+from wsecho._compat.autobahn_closing import Closing
+from wsecho.text import printable
 
 # RFC 6455 7.1.5: "no status code was actually present" in the close frame
 # the peer sent; and 7.1.5/7.1.6: no close frame at all (dropped).
 NO_STATUS = 1005
 DROPPED = 1006
+
+# Close codes of our own making.
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+TRY_AGAIN_LATER = 1013
+# Registered with IANA (bad gateway), and valid in a close frame; Autobahn's
+# list ends at 1013 and fails a peer that sends it with 1002.
+BAD_GATEWAY = 1014
+autobahn.allow_close_code(BAD_GATEWAY)
 
 
 def reported_code(closing: Closing) -> int:
@@ -41,6 +53,23 @@ class Described(NamedTuple):
 
     def fields(self) -> dict[str, Any]:
         return self._asdict()
+
+
+def describe(protocol: Any) -> Described:
+    """
+    What the log says of C{protocol}'s connection: where from, and what
+    was agreed.
+    """
+    return Described(
+        peer=protocol.peer or "-",
+        client=protocol.client_address,
+        origin=printable(protocol.http_headers.get("origin", "-")),
+        subprotocol=protocol.websocket_protocol_in_use or "-",
+        extensions=",".join(
+            e.EXTENSION_NAME for e in protocol.websocket_extensions_in_use
+        )
+        or "-",
+    )
 
 
 class CloseReport(NamedTuple):
