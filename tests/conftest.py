@@ -1,11 +1,13 @@
 """
-The fixture the attack tests share: real C{twistd -n wsecho} processes.
+The fixtures the attack tests share: real C{twistd -n wsecho} processes, and
+the TLS files an ssl: listener serves.
 """
 
 import os
 
 import pytest
 
+from support.certs import make_certificates
 from support.daemon import start_daemon
 from support.wire import assert_echoes
 
@@ -33,3 +35,18 @@ def run(tmp_path):
         assert daemon.stop() == 0, daemon.whole_log()
         log = daemon.whole_log()
         assert "Traceback" not in log and "Unhandled" not in log, log
+
+
+@pytest.fixture
+def served_certificates(tmp_path):
+    """
+    A CA, a certificate for localhost and 127.0.0.1 signed by it, and its
+    key (L{support.certs.make_certificates}), with C{listen}: an C{ssl:}
+    listener on 127.0.0.1 serving them, its port to fill in.
+    """
+    paths = make_certificates(tmp_path)
+    paths["listen"] = (
+        "ssl:{port}:interface=127.0.0.1:"
+        f"privateKey={paths['key']}:certKey={paths['cert']}"
+    )
+    return paths

@@ -17,7 +17,6 @@ import pytest
 from websockets.sync.client import connect
 
 from support import DEADLINE, poll_until
-from support.certs import make_certificates
 from support.daemon import rss
 from support.wire import RawClient, frame
 
@@ -152,16 +151,6 @@ AFTER = 64 * MiB if "WSECHO_ATTACK_CONNECTIONS" in os.environ else 20 * MiB
 HELLO = bytes.fromhex("ca48cdc9c90700")
 
 
-@pytest.fixture
-def certificates(tmp_path):
-    paths = make_certificates(tmp_path)
-    paths["listen"] = (
-        "ssl:{port}:interface=127.0.0.1:"
-        f"privateKey={paths['key']}:certKey={paths['cert']}"
-    )
-    return paths
-
-
 def _open(port: int, kind: str) -> socket.socket | None:
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
@@ -192,7 +181,7 @@ def _open(port: int, kind: str) -> socket.socket | None:
 
 
 @pytest.mark.parametrize("kind", ["tls", "deflate"])
-def test_fixed_costs_stay_within_the_budget(run, certificates, kind) -> None:
+def test_fixed_costs_stay_within_the_budget(run, served_certificates, kind) -> None:
     """
     Many silent TCP connections to an ssl: listener, or idle
     permessage-deflate WebSockets that each exchanged one message: their
@@ -207,7 +196,7 @@ def test_fixed_costs_stay_within_the_budget(run, certificates, kind) -> None:
             *options,
             "--open-handshake-timeout",
             "600",
-            listen=certificates["listen"],
+            listen=served_certificates["listen"],
             warm=False,
         )
     else:
@@ -226,7 +215,7 @@ def test_fixed_costs_stay_within_the_budget(run, certificates, kind) -> None:
         # A client served after them: every connection before it has been
         # accepted (and the silent ones make room for it).
         if kind == "tls":
-            context = ssl.create_default_context(cafile=str(certificates["ca"]))
+            context = ssl.create_default_context(cafile=str(served_certificates["ca"]))
             url = f"wss://localhost:{daemon.port}/socket"
             with connect(url, ssl=context, open_timeout=DEADLINE) as ws:
                 ws.send("still here")

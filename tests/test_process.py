@@ -20,7 +20,6 @@ import pytest
 from websockets.sync.client import connect
 
 from support import DEADLINE, poll_until, require
-from support.certs import make_certificates
 from support.daemon import rss
 from support.wire import UPGRADE, RawClient, assert_echoes, frame, raw_http
 
@@ -172,14 +171,9 @@ def test_pipelined_requests_never_read(run) -> None:
 
 
 @pytest.fixture
-def certificates(tmp_path):
-    paths = make_certificates(tmp_path)
-    paths["listen"] = (
-        "ssl:{port}:interface=127.0.0.1:"
-        f"privateKey={paths['key']}:certKey={paths['cert']}"
-    )
-    context = ssl.create_default_context(cafile=str(paths["ca"]))
-    paths["context"] = context
+def certificates(served_certificates):
+    paths = dict(served_certificates)
+    paths["context"] = ssl.create_default_context(cafile=str(paths["ca"]))
     return paths
 
 

@@ -16,6 +16,7 @@ from autobahn.websocket.compress import (
 from autobahn.websocket.utf8validator import Utf8Validator
 
 from wsecho._compat.autobahn import PayloadCorruptError, decompressor_of
+from wsecho.wire.frames import frame_header
 
 EXTENSION = "permessage-deflate"
 
@@ -379,7 +380,7 @@ class DeflateCodec:
             (message.binary, message.size) if message.plain is None else None
         )
         first = 0xC2 if message.binary else 0xC1
-        return _header(first, len(echo)) + echo
+        return frame_header(first, len(echo)) + echo
 
     def deflate(self, payload: bytes) -> bytes:
         self._start_deflate()
@@ -409,15 +410,6 @@ class DeflateCodec:
         Let go of the message under way.
         """
         self._message = None
-
-
-def _header(first: int, length: int) -> bytes:
-    # A server frame's header: not masked, the length as short as it goes.
-    if length < 126:
-        return bytes((first, length))
-    if length < 65536:
-        return bytes((first, 126)) + length.to_bytes(2, "big")
-    return bytes((first, 127)) + length.to_bytes(8, "big")
 
 
 # What RFC 7692 7.2.2 has the sender strip from the end of a message, and

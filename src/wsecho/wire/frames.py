@@ -118,7 +118,7 @@ class Codec(Protocol):
     def deflate(self, payload: bytes) -> bytes: ...
 
 
-def _header(first: int, length: int) -> bytes:
+def frame_header(first: int, length: int) -> bytes:
     # A server frame's header: not masked, the length as short as it goes.
     if length < 126:
         return bytes((first, length))
@@ -241,7 +241,7 @@ def scan(
                     replies.append(last_ping)
                     last_ping = None
                 echo = codec.deflate(plain)
-                replies.append(_header(0xC0 | (first & 0x0F), len(echo)))
+                replies.append(frame_header(0xC0 | (first & 0x0F), len(echo)))
                 replies.append(echo)
                 messages += 1
                 if tally is not None:
