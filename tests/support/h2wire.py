@@ -257,3 +257,89 @@ class H2Client:
             self.sock.close()
         except OSError:
             pass
+
+
+class MemoryH2(H2Client):
+    """
+    The same client against wsecho's site in this process, on an in-memory
+    transport, the HTTP/2 connection's sending loop run on a C{Clock}
+    (prior knowledge: the first bytes are the connection preface).
+    """
+
+    def __init__(self, site: Any, settings: dict[int, int] | None = None) -> None:
+        from twisted.internet.task import Clock
+
+        from .site import connect_in_memory
+
+        self.clock = Clock()
+        site.context.clock = self.clock
+        self.channel, self.transport = connect_in_memory(site, self.clock)
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
+        self.events = []
+        self.data = {}
+        self.headers = {}
+        self.ended = set()
+        self.reset = {}
+        self.goaway = None
+        self.closed = False
+        self.remote_settings = {}
+        # Streams whose data the client reads (acknowledges): all, unless
+        # a test says which.
+        self.reading: set[int] | None = None
+        self.flush()
+
+    @property
+    def server(self) -> Any:
+        # The HTTP/2 connection, once the channel handed over to it.
+        return self.transport.protocol
+
+    def flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            self.transport.protocol.dataReceived(out)
+        self.pump()
+
+    def pump(self) -> None:
+        for _ in range(1000):
+            self.clock.advance(0)
+            data = self.transport.value()
+            if not data:
+                if not self.clock.getDelayedCalls() or all(
+                    c.getTime() > self.clock.seconds()
+                    for c in self.clock.getDelayedCalls()
+                ):
+                    return
+                continue
+            self.transport.clear()
+            self.handle(self.conn.receive_data(data))
+            out = self.conn.data_to_send()
+            if out:
+                self.transport.protocol.dataReceived(out)
+        if self.transport.disconnecting:
+            self.closed = True
+
+    def handle(self, events: list[Any]) -> None:
+        for event in events:
+            if (
+                isinstance(event, h2.events.DataReceived)
+                and self.reading is not None
+                and event.stream_id not in self.reading
+            ):
+                self.events.append(event)
+                self.data[event.stream_id] = (
+                    self.data.get(event.stream_id, b"") + event.data
+                )
+                continue
+            super().handle([event])
+
+    def receive(self, until: Any, timeout: float = 0.0) -> bool:
+        self.pump()
+        return bool(until())
+
+    def close(self) -> None:
+        self.transport.loseConnection()

@@ -220,6 +220,31 @@ class H2Connection(_http2.H2Connection):
         self._streamCleanupCallbacks[stream_id].addCallback(stream.done)
         self._streamCleanupCallbacks[stream_id].addCallback(self.stream_done)
 
+    def _sendPrioritisedData(self, *args: Any) -> None:
+        # Twisted's sending loop leaves a stream whose window the client
+        # keeps closed in its turn, with its data queued: it then turns
+        # every reactor iteration, sending nothing, for as long as the
+        # client likes (100 % of a core per such connection). Such streams
+        # are blocked first; a WINDOW_UPDATE unblocks them.
+        window = self.conn.local_flow_control_window
+        for stream_id, queue in self._outboundStreamQueues.items():
+            if (
+                queue
+                and queue[0] is not _http2._END_STREAM_SENTINEL
+                and window(stream_id) <= 0
+            ):
+                self.priority.block(stream_id)
+        super()._sendPrioritisedData(*args)
+
+    def _handleWindowUpdate(self, event: Any) -> None:
+        super()._handleWindowUpdate(event)
+        # Streams blocked above may go again: wake the loop, which Twisted
+        # does only when a stream writes.
+        waiting = self._sendingDeferred
+        if waiting is not None and any(self._outboundStreamQueues.values()):
+            self._sendingDeferred = None
+            waiting.callback(event.stream_id)
+
     @property
     def websockets(self) -> int:
         return sum(isinstance(s, StreamTransport) for s in self.streams.values())
