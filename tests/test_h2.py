@@ -6,8 +6,8 @@ wsecho's site on an in-memory transport.
 from __future__ import annotations
 
 import h2.settings
-from support.h2wire import MemoryH2, frame, parse_frames
 
+from support.h2wire import MemoryH2, frame, parse_frames
 from wsecho.http.site import make_site
 from wsecho.settings import EchoSettings
 

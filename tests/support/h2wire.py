@@ -137,6 +137,9 @@ class H2Client:
         self.goaway: Any = None
         self.closed = False
         self.remote_settings: dict[int, int] = {}
+        # Streams whose data the client reads (acknowledges): all, unless
+        # a test says which.
+        self.reading: set[int] | None = None
 
     def flush(self) -> None:
         out = self.conn.data_to_send()
@@ -173,9 +176,10 @@ class H2Client:
                 self.data[event.stream_id] = (
                     self.data.get(event.stream_id, b"") + event.data
                 )
-                self.conn.acknowledge_received_data(
-                    event.flow_controlled_length, event.stream_id
-                )
+                if self.reading is None or event.stream_id in self.reading:
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
             elif isinstance(event, h2.events.StreamEnded):
                 self.ended.add(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
@@ -288,9 +292,7 @@ class MemoryH2(H2Client):
         self.goaway = None
         self.closed = False
         self.remote_settings = {}
-        # Streams whose data the client reads (acknowledges): all, unless
-        # a test says which.
-        self.reading: set[int] | None = None
+        self.reading = None
         self.flush()
 
     @property
@@ -323,23 +325,56 @@ class MemoryH2(H2Client):
         if self.transport.disconnecting:
             self.closed = True
 
-    def handle(self, events: list[Any]) -> None:
-        for event in events:
-            if (
-                isinstance(event, h2.events.DataReceived)
-                and self.reading is not None
-                and event.stream_id not in self.reading
-            ):
-                self.events.append(event)
-                self.data[event.stream_id] = (
-                    self.data.get(event.stream_id, b"") + event.data
-                )
-                continue
-            super().handle([event])
-
     def receive(self, until: Any, timeout: float = 0.0) -> bool:
         self.pump()
         return bool(until())
 
     def close(self) -> None:
         self.transport.loseConnection()
+
+
+def raw_frames_client(host: str, port: int, timeout: float = 10.0) -> Any:
+    """
+    A socket that has sent the HTTP/2 preface and an empty SETTINGS frame,
+    for tests that write frames by hand (hyperframe), as no well-behaved
+    client would.
+    """
+    from hyperframe.frame import SettingsFrame
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.sendall(PREFACE + SettingsFrame(0).serialize())
+    return sock
+
+
+def read_until_goaway(sock: Any, timeout: float = 10.0) -> tuple[int | None, bool]:
+    """
+    Read frames until the end of the connection (or C{timeout}): the error
+    code of the GOAWAY read, if any, and whether the connection ended. The
+    GOAWAY's last stream id is C{read_until_goaway.last_stream_id}.
+    """
+    from hyperframe.frame import Frame, GoAwayFrame
+
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    code = None
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, BlockingIOError):
+            break
+        except OSError:
+            return code, True
+        if not data:
+            return code, True
+        buffer += data
+        while len(buffer) >= 9:
+            f, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+            if len(buffer) < 9 + length:
+                break
+            f.parse_body(memoryview(buffer[9 : 9 + length]))
+            buffer = buffer[9 + length :]
+            if isinstance(f, GoAwayFrame):
+                code = f.error_code
+                read_until_goaway.last_stream_id = f.last_stream_id  # type: ignore[attr-defined]
+    return code, False

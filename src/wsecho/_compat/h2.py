@@ -54,6 +54,17 @@ _CONTROL_EVENTS = (
     h2.events.UnknownFrameReceived,
 )
 
+# A client's WINDOW_UPDATE frames answer the data it was sent: every
+# WINDOW_CREDIT bytes sent earn one more.
+WINDOW_CREDIT = 8192
+
+
+def _is_control(event: Any) -> bool:
+    # A control frame, or an empty DATA frame (CVE-2019-9518).
+    if isinstance(event, h2.events.DataReceived):
+        return not event.flow_controlled_length and not event.stream_ended
+    return isinstance(event, _CONTROL_EVENTS)
+
 
 def settings(
     max_streams: int, max_header_list: int, window: int
@@ -132,7 +143,7 @@ class H2Connection(_http2.H2Connection):
     def _events(self, events: list[Any]) -> None:
         # Twisted's dataReceived, for events on streams it has let go of
         # too (its own raises KeyError), and with control frames limited.
-        control = sum(isinstance(e, _CONTROL_EVENTS) for e in events)
+        control = sum(_is_control(e) for e in events)
         if control and not self._spend(control):
             self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many control frames")
             return
@@ -234,7 +245,13 @@ class H2Connection(_http2.H2Connection):
                 and window(stream_id) <= 0
             ):
                 self.priority.block(stream_id)
+        before = self.conn.outbound_flow_control_window
         super()._sendPrioritisedData(*args)
+        sent = before - self.conn.outbound_flow_control_window
+        if sent > 0:
+            self.control_tokens = min(
+                float(CONTROL_BURST), self.control_tokens + sent / WINDOW_CREDIT
+            )
 
     def _handleWindowUpdate(self, event: Any) -> None:
         super()._handleWindowUpdate(event)
@@ -277,7 +294,9 @@ class H2Connection(_http2.H2Connection):
     ) -> None:
         try:
             self.conn.send_headers(stream_id, headers, end_stream=end)
-        except h2.exceptions.StreamClosedError:
+        except h2.exceptions.ProtocolError:
+            # Closed meanwhile: h2 read the whole of the client's last read
+            # (a RST_STREAM after its HEADERS, say) before wsecho answers.
             return
         self._tryToWriteControlData()
 
