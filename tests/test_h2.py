@@ -5,7 +5,11 @@ wsecho's site on an in-memory transport.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+
 import h2.settings
+import pytest
 
 from support.h2wire import MemoryH2, frame, parse_frames
 from wsecho.http.site import make_site
@@ -14,8 +18,24 @@ from wsecho.settings import EchoSettings
 CONNECT = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
 
 
+_clients: list[MemoryH2] = []
+
+
+@pytest.fixture(autouse=True)
+def _closed() -> Iterator[None]:
+    # Each test's connections are lost at its end (their timers stop), and
+    # collected now, not in a later test that counts live protocols
+    # (tests/test_release.py).
+    yield
+    while _clients:
+        _clients.pop().lose()
+    gc.collect()
+
+
 def _client(**settings: object) -> MemoryH2:
-    return MemoryH2(make_site(EchoSettings(**settings)))  # type: ignore[arg-type]
+    client = MemoryH2(make_site(EchoSettings(**settings)))  # type: ignore[arg-type]
+    _clients.append(client)
+    return client
 
 
 def _close(code: int, reason: bytes = b"") -> bytes:

@@ -176,7 +176,7 @@ def test_rapid_reset_is_stopped(run) -> None:
             except OSError:
                 ended = True
                 break
-        code, closed = read_until_goaway(sock, 5)
+        code, _ = read_until_goaway(sock, 5)
     finally:
         sock.close()
     assert code == CALM, (code, ended, stream_id)

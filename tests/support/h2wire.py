@@ -332,6 +332,16 @@ class MemoryH2(H2Client):
     def close(self) -> None:
         self.transport.loseConnection()
 
+    def lose(self) -> None:
+        """The connection is lost: the server hears of it."""
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        protocol = self.transport.protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.clock.advance(60)
+
 
 def raw_frames_client(host: str, port: int, timeout: float = 10.0) -> Any:
     """

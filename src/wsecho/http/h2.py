@@ -25,9 +25,9 @@ from wsecho._compat.h2 import (
     PREFACE,
     ErrorCodes,
     H2Connection,
-    StreamTransport,
     negotiated_h2,
 )
+from wsecho._compat.h2stream import StreamTransport
 
 if TYPE_CHECKING:
     from wsecho.http.site import Site
