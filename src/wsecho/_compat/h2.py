@@ -23,6 +23,7 @@ import h2.settings
 import priority
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import _http2
@@ -219,6 +220,32 @@ class H2Connection(_http2.H2Connection):
         )
         self.control_tokens -= count
         return self.control_tokens >= 0
+
+    # Seconds a connection we closed may take to be gone (its client may
+    # not read our GOAWAY): then it is aborted. wsecho.http.h2 sets it.
+    close_timeout: float | None = 5.0
+    _abort_late: Any = None
+
+    def _terminate(self, reason: Failure) -> None:
+        super()._terminate(reason)
+        if self.close_timeout and self._abort_late is None:
+            self._abort_late = self._reactor.callLater(self.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_late = None
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def connectionLost(
+        self, reason: Failure = connectionDone, _cancelTimeouts: bool = True
+    ) -> None:
+        super().connectionLost(reason, _cancelTimeouts)
+        if _cancelTimeouts and self._abort_late is not None:
+            # The TCP connection is gone.
+            if self._abort_late.active():
+                self._abort_late.cancel()
+            self._abort_late = None
 
     def refuse(self, code: int, why: str) -> None:
         """
