@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import h2.settings
 import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 
 from support.h2wire import MemoryH2, frame, parse_frames
 from wsecho.http.site import make_site
@@ -118,10 +120,10 @@ def test_the_close_code_and_reason_come_back_and_the_stream_ends() -> None:
     stream = client.websocket()
     client.send(stream, _close(4000, b"bye"))
     assert client.messages(stream, 1) == [(8, (4000).to_bytes(2, "big") + b"bye")]
-    client.send(stream, b"", end=True)
+    # The server ends its side at once, as it half-closes TCP.
+    assert stream in client.ended
     client.conn.end_stream(stream)
     client.flush()
-    assert stream in client.ended
     assert client.server.site.context.registry.connections == set()
 
 
@@ -200,6 +202,19 @@ def test_pages_over_http2() -> None:
     assert b"<html" in client.data[stream].lower()
 
 
+def test_pages_check_the_authority() -> None:
+    """
+    On loopback, a page asked for with an :authority wsecho does not serve
+    is answered 421, as a Host header would be; /healthz is answered.
+    """
+    client = _client()
+    page = client.get("/", authority="rebind.example")
+    health = client.get("/healthz", authority="rebind.example")
+    client.pump()
+    assert client.status(page) == "421"
+    assert client.status(health) == "200"
+
+
 def test_flow_control_stops_reading_one_stream_only() -> None:
     """
     A WebSocket whose client reads no echoes stops being read (its window is
@@ -230,3 +245,34 @@ def test_flow_control_stops_reading_one_stream_only() -> None:
     assert budget.used > 0
     frames, _ = parse_frames(client.data.get(slow, b""))
     assert frames  # some echoes came, up to the client's window
+
+
+def test_upgrade_to_h2c_is_not_answered() -> None:
+    """
+    An HTTP/1.1 request with Upgrade: h2c is answered in HTTP/1.1, as if
+    the header were not there.
+    """
+    from support.site import connect_in_memory
+
+    site = make_site(EchoSettings())
+    _, transport = connect_in_memory(site)
+    transport.protocol.dataReceived(
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:8181\r\nConnection: Upgrade, "
+        b"HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    transport.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_no_http2_leaves_the_preface_to_http11() -> None:
+    """
+    With HTTP/2 off, the connection preface is an HTTP/1.1 request like any
+    other (refused), not an HTTP/2 connection.
+    """
+    from support.site import connect_in_memory
+
+    site = make_site(EchoSettings(http2=False))
+    _, transport = connect_in_memory(site)
+    transport.protocol.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    assert not transport.value().startswith(b"\x00")
+    transport.protocol.connectionLost(Failure(ConnectionDone()))

@@ -8,6 +8,7 @@ while another client is served.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from support.h2wire import (
     raw_frames_client,
     read_until_goaway,
 )
-from support.wire import assert_echoes
+from support.wire import assert_echoes, raw_http
 
 pytestmark = pytest.mark.system
 
@@ -62,6 +63,8 @@ def _assert_h2_echoes(port: int) -> None:
 
 def _peak_under_budget(pid: int) -> int:
     peak = rss(pid, "VmHWM")
+    # Shown with -s: the figure the README gives.
+    print(f"peak RSS {peak / MiB:.1f} MiB")
     assert peak < BUDGET + 128 * MiB, peak
     return peak
 
@@ -192,7 +195,7 @@ def test_continuation_flood_is_stopped(run) -> None:
     connection is closed with a GOAWAY long before its headers' size
     matters, and the daemon's memory stays bounded.
     """
-    daemon = run()
+    daemon = run("--memory-budget", str(BUDGET))
     sock = raw_frames_client("127.0.0.1", daemon.port)
     try:
         headers = HeadersFrame(1)
@@ -227,7 +230,7 @@ def test_control_frame_floods_are_stopped(run, kind: str) -> None:
     """
     from hyperframe.frame import DataFrame
 
-    daemon = run()
+    daemon = run("--memory-budget", str(BUDGET))
     sock = raw_frames_client("127.0.0.1", daemon.port)
     encoder = Encoder()
     if kind == "empty_data":
@@ -275,7 +278,7 @@ def test_hpack_bomb_is_refused(run, references: int) -> None:
     before the client acknowledged the server's 16 KiB) is refused with a
     GOAWAY; the daemon does not decode it all.
     """
-    daemon = run()
+    daemon = run("--memory-budget", str(BUDGET))
     sock = raw_frames_client("127.0.0.1", daemon.port)
     try:
         encoder = Encoder()
@@ -301,7 +304,7 @@ def test_too_many_streams_are_refused(run) -> None:
     More streams than SETTINGS_MAX_CONCURRENT_STREAMS (100) are refused:
     the 101st gets a RST_STREAM or the connection a GOAWAY.
     """
-    daemon = run()
+    daemon = run("--memory-budget", str(BUDGET))
     sock = raw_frames_client("127.0.0.1", daemon.port)
     encoder = Encoder()
     try:
@@ -355,6 +358,53 @@ def test_streams_at_zero_window_cost_no_cpu_and_are_bounded(run) -> None:
         assert len(client.reset) + len(client.ended) >= 100
     finally:
         client.close()
+    _peak_under_budget(daemon.pid)
+
+
+def test_unread_streams_stay_within_the_budget(run) -> None:
+    """
+    Twelve connections of 100 WebSockets each, every one sending a 60 KB
+    message whose echo it never reads (a zero window): what waits counts on
+    the memory budget, which closes connections to stay within it; the
+    daemon's peak RSS stays under the budget and 128 MiB, and another
+    client is served.
+    """
+    daemon = run("--memory-budget", str(BUDGET))
+    clients = []
+    try:
+        for _ in range(12):
+            client = H2Client(
+                "127.0.0.1",
+                daemon.port,
+                settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0},
+            )
+            client.conn.increment_flow_control_window(2**30)
+            client.reading = set()
+            clients.append(client)
+            streams = [client.websocket() for _ in range(100)]
+            message = frame(2, os.urandom(60_000))
+            for stream in streams:
+                if client.status(stream) == "200":
+                    client.send(stream, message)
+        metrics = raw_http(
+            daemon.port,
+            f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+            "Connection: close\r\n\r\n".encode(),
+        ).decode()
+        used = re.search(r"^wsecho_memory_budget_used_bytes (\S+)", metrics, re.M)
+        evicted = re.search(
+            r"^wsecho_memory_budget_evictions_total (\S+)", metrics, re.M
+        )
+        print(
+            f"budget used {used and used.group(1)}, evictions {evicted and evicted.group(1)}"
+        )
+        # What waits is counted, and the budget holds (72 MB were sent).
+        assert used is not None and 0 < float(used.group(1)) <= BUDGET
+        assert evicted is not None and float(evicted.group(1)) > 0
+        _assert_h2_echoes(daemon.port)
+    finally:
+        for client in clients:
+            client.close()
     _peak_under_budget(daemon.pid)
 
 
