@@ -240,7 +240,20 @@ class H2Connection(_http2.H2Connection):
     def connectionLost(
         self, reason: Failure = connectionDone, _cancelTimeouts: bool = True
     ) -> None:
-        super().connectionLost(reason, _cancelTimeouts)
+        # Twisted's, over a copy of the streams: a stream's protocol may let
+        # go of another as it hears of the loss (Twisted's loop then raises
+        # "dictionary changed size during iteration").
+        self._stillProducing = False
+        if _cancelTimeouts:
+            self.setTimeout(None)
+        for stream in list(self.streams.values()):
+            stream.connectionLost(reason)
+        for stream_id in list(self.streams):
+            if stream_id in self.streams:
+                self._requestDone(stream_id)
+        if _cancelTimeouts and self._abortingCall is not None:
+            self._abortingCall.cancel()
+            self._abortingCall = None
         if _cancelTimeouts and self._abort_late is not None:
             # The TCP connection is gone.
             if self._abort_late.active():
@@ -334,6 +347,20 @@ class H2Connection(_http2.H2Connection):
         for stream in list(self.streams.values()):
             if isinstance(stream, StreamTransport):
                 stream.network_paused(False)
+
+    def abort_stream(self, stream_id: int) -> None:
+        """
+        Reset a stream (RST_STREAM CANCEL: it is not wanted any more, RFC
+        9113 8.7) and let go of it. Twisted's C{abortRequest} raises when h2
+        has closed the stream meanwhile (the client's RST_STREAM read in the
+        same batch).
+        """
+        try:
+            self.conn.reset_stream(stream_id, error_code=ErrorCodes.CANCEL)
+        except h2.exceptions.ProtocolError:
+            pass
+        if self._tryToWriteControlData() and stream_id in self.streams:
+            self._requestDone(stream_id)
 
     def queued(self, stream_id: int) -> int:
         # Bytes of a stream waiting to be sent.

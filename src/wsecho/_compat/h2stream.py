@@ -233,7 +233,7 @@ class StreamTransport:
         if self._lost:
             return
         self.disconnecting = True
-        self.connection.abortRequest(self.streamID)
+        self.connection.abort_stream(self.streamID)
         self._lost_with(Failure(ConnectionLost("stream reset by the server")))
 
     def getPeer(self) -> Any:
