@@ -276,3 +276,75 @@ def test_no_http2_leaves_the_preface_to_http11() -> None:
     transport.protocol.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
     assert not transport.value().startswith(b"\x00")
     transport.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_subprotocol_and_deflate_are_negotiated() -> None:
+    """
+    The subprotocol and permessage-deflate are negotiated as over HTTP/1.1:
+    the answer's sec-websocket-protocol and sec-websocket-extensions, and a
+    compressed echo.
+    """
+    client = _client(subprotocols=("chat",))
+    stream = client.websocket(
+        extra=[
+            ("sec-websocket-protocol", "other, chat"),
+            ("sec-websocket-extensions", "permessage-deflate; client_max_window_bits"),
+        ]
+    )
+    headers = dict(client.headers[stream])
+    assert headers[":status"] == "200"
+    assert headers["sec-websocket-protocol"] == "chat"
+    assert headers["sec-websocket-extensions"].startswith("permessage-deflate")
+    assert "sec-websocket-accept" not in headers
+    client.send(stream, frame(1, b"plain, uncompressed"))
+    assert client.messages(stream, 1)[0][0] == 1
+
+
+def test_metrics_count_websockets_by_http_version() -> None:
+    """
+    wsecho_connections_opened counts a WebSocket over HTTP/2 as http="2".
+    """
+    client = _client()
+    client.websocket()
+    metrics = client.server.site.context.metrics
+    assert metrics.opened.labels("2")._value.get() == 1
+    assert metrics.opened.labels("1.1")._value.get() == 0
+
+
+def test_the_handshake_is_translated() -> None:
+    """
+    An extended CONNECT stands for an HTTP/1.1 upgrade request with a made-up
+    key and the :authority as Host; Autobahn's 101 keeps only what HTTP/2
+    answers with.
+    """
+    from wsecho._compat.h2stream import handshake_answer, upgrade_request
+
+    request = upgrade_request(
+        [
+            (b":method", b"CONNECT"),
+            (b":protocol", b"websocket"),
+            (b":path", b"/socket?x=1"),
+            (b":authority", b"127.0.0.1:8181"),
+            (b"sec-websocket-version", b"13"),
+            (b"origin", b"http://127.0.0.1:8181"),
+            (b"sec-websocket-protocol", b"a"),
+            (b"sec-websocket-protocol", b"b"),
+        ]
+    )
+    head = request.split(b"\r\n")
+    assert head[0] == b"GET /socket?x=1 HTTP/1.1"
+    assert b"host: 127.0.0.1:8181" in head
+    assert b"sec-websocket-protocol: a, b" in head
+    assert any(line.startswith(b"sec-websocket-key: ") for line in head)
+    assert request.endswith(b"\r\n\r\n")
+    status, headers = handshake_answer(
+        b"HTTP/1.1 101 Switching Protocols\r\nServer: wsecho\r\nUpgrade: WebSocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Protocol: a\r\n"
+        b"Sec-WebSocket-Accept: xyz=\r\n\r\n"
+    )
+    assert status == 101
+    assert headers == [(b"server", b"wsecho"), (b"sec-websocket-protocol", b"a")]
+    status, headers = handshake_answer(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n"
+    )
+    assert (status, headers) == (400, [(b"content-type", b"text/plain")])
