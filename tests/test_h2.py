@@ -202,6 +202,23 @@ def test_pages_over_http2() -> None:
     assert b"<html" in client.data[stream].lower()
 
 
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/metrics", "/console.js", "/favicon.svg"]
+)
+def test_every_page_over_http2(path: str) -> None:
+    """
+    The health checks, the metrics and the console's files are served over
+    HTTP/2 as over HTTP/1.1; a path that is not there is 404.
+    """
+    client = _client()
+    page = client.get(path)
+    missing = client.get("/nothing-here")
+    client.pump()
+    assert client.status(page) == "200"
+    assert client.data[page]
+    assert client.status(missing) == "404"
+
+
 def test_pages_check_the_authority() -> None:
     """
     On loopback, a page asked for with an :authority wsecho does not serve
