@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from twisted.internet.interfaces import IReactorTime
 
+from wsecho._compat import autobahn_closing
 from wsecho.settings import EchoSettings
 from wsecho.ws.budget import MemoryBudget
 from wsecho.ws.heap import Trimmer
@@ -54,3 +55,22 @@ class EchoContext:
         """
         self._trimmer.stop()
         self.scheduler.stop()
+
+    def count_closed(self, protocol: Any, opened: bool) -> None:
+        """
+        C{protocol}'s WebSocket is closed (C{opened}: it had opened): its
+        slot is free, and the metrics count the close, once.
+        """
+        if not self.registry.closed(protocol):
+            return
+        metrics = self.metrics
+        if opened:
+            metrics.connection_closed(
+                autobahn_closing.close_code(protocol),
+                autobahn_closing.deflate_totals(protocol)
+                if protocol.websocket_extensions_in_use
+                else None,
+            )
+        else:
+            metrics.connections_open.dec()
+            metrics.refusals.labels("bad_handshake").inc()

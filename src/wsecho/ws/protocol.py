@@ -67,6 +67,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     # The client's address as logged and counted for the per-address
     # limit: the peer's, or the one a trusted proxy forwarded.
     client_address = "-"
+    # The HTTP version of its opening: 1.1 (an upgrade) or 2 (RFC 8441).
+    http_version = "1.1"
 
     # The parts, made when the connection is made.
     account: Account | None = None
@@ -326,6 +328,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         self._opened_at = time.monotonic()
         if self.account is not None:
             self.account.opened()
+        self.factory.context.metrics.opened.labels(self.http_version).inc()
         deflate = autobahn.deflate_of(self)
         if self.fast is not None and deflate is not None:
             self.fast.use_deflate(deflate, self.factory.settings.max_message_size)
@@ -554,20 +557,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
 
     def _count_closed(self) -> None:
         # Once: the slot is free, and the metrics count the close.
-        context = self.factory.context
-        if not context.registry.closed(self):
-            return
-        metrics = context.metrics
-        if self._opened_at is not None:
-            metrics.connection_closed(
-                autobahn_closing.close_code(self),
-                autobahn_closing.deflate_totals(self)
-                if self.websocket_extensions_in_use
-                else None,
-            )
-        else:
-            metrics.connections_open.dec()
-            metrics.refusals.labels("bad_handshake").inc()
+        self.factory.context.count_closed(self, opened=self._opened_at is not None)
 
     def _drop_buffers(self) -> None:
         if self.fast is not None:
