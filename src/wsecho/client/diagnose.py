@@ -45,6 +45,10 @@ def connect_error(reason: Failure, url: str, proxy: str | None = None) -> Client
             return ClientError(EXIT_TLS, f"TLS failed: {message}{CERT_HINT}")
         if "certificate" in message.lower():
             return ClientError(EXIT_TLS, f"TLS failed: {message}{TLS_HINT}")
+        if "wrong version number" in message or "unexpected eof" in message:
+            return ClientError(
+                EXIT_TLS, f"the server did not answer TLS at {place}: is it ws://?"
+            )
         return ClientError(EXIT_TLS, f"TLS failed: {message}")
     if reason.check(error.DNSLookupError):
         return ClientError(EXIT_CONNECT, f"cannot resolve the host name: {place}")

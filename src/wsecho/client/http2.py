@@ -241,7 +241,7 @@ class H2Client(Protocol):
 
     def __init__(self, config: Config, factory: Any, secure: bool, authority: str):
         self.config = config
-        self.factory = factory
+        self.ws_factory = factory
         self.secure = secure
         self.authority = authority
         self.conn = h2.connection.H2Connection(
@@ -322,7 +322,7 @@ class H2Client(Protocol):
             return
         scheme = "https" if self.secure else "http"
         self.stream = StreamTransport(self, scheme, self.authority)
-        self.websocket = self.factory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
+        self.websocket = self.ws_factory.buildProtocol(self.transport.getPeer())  # type: ignore[union-attr]
         self.websocket.makeConnection(self.stream)
         self.ready.callback(self.websocket)
 
