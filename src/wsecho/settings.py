@@ -45,3 +45,5 @@ class EchoSettings:
     trusted_proxies: ProxyTrust | None = None
     metrics: bool = True
     memory_budget: int = DEFAULT_BUDGET
+    # HTTP/2 (ALPN h2, prior knowledge), and WebSockets over it (RFC 8441).
+    http2: bool = True

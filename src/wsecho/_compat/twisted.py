@@ -21,6 +21,8 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web.http import HTTPChannel
 
+from wsecho._compat.h2 import StreamTransport
+
 
 def _uses(function: Any, *names: str) -> bool:
     code = getattr(function, "__code__", None)
@@ -106,6 +108,9 @@ def write_buffered(transport: Any) -> int:
     Twisted has no public figure for it: C{FileDescriptor} keeps
     C{dataBuffer} (sent up to C{offset}) and C{_tempData}.
     """
+    if isinstance(transport, StreamTransport):
+        # An HTTP/2 stream: its echoes waiting on the connection.
+        return transport.buffered()
     if isinstance(transport, TLSMemoryBIOProtocol):
         transport = transport.transport
     if not can_send_now(transport):

@@ -41,6 +41,12 @@ class Options(usage.Options):
     optFlags: list[list[str | None]] = [
         ["no-compression", None, "Do not negotiate permessage-deflate."],
         [
+            "no-http2",
+            None,
+            "Speak HTTP/1.1 only: no HTTP/2 (ALPN h2, prior knowledge), nor "
+            "WebSockets over it (RFC 8441).",
+        ],
+        [
             "no-metrics",
             None,
             "Do not count messages, nor serve Prometheus metrics at /metrics.",
@@ -388,6 +394,7 @@ class Options(usage.Options):
             max_message_size=self["max-message-size"],
             max_frame_size=self["max-frame-size"],
             compression=not self["no-compression"],
+            http2=not self["no-http2"],
             subprotocols=tuple(self["subprotocol"]),
             open_handshake_timeout=self["open-handshake-timeout"],
             close_handshake_timeout=self["close-handshake-timeout"],

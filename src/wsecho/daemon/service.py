@@ -136,7 +136,12 @@ class EchoService(MultiService):
         assert isinstance(service, StreamServerEndpointService)
         tls = is_tls(description)
         if tls:
-            self.tls.append(ReloadableTLS(description, self._reactor, service.endpoint))
+            protocols = (
+                (b"h2", b"http/1.1") if self._site.h2_connect else (b"http/1.1",)
+            )
+            self.tls.append(
+                ReloadableTLS(description, self._reactor, service.endpoint, protocols)
+            )
         service.endpoint = _Recorded(service.endpoint, tls, self.listening)
         service.setServiceParent(self)
 

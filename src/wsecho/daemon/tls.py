@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from OpenSSL.SSL import Connection
+from OpenSSL.SSL import NO_OVERLAPPING_PROTOCOLS, Connection
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
@@ -33,18 +33,42 @@ class ReloadableTLS:
 
     _log = Logger()
 
-    def __init__(self, description: str, reactor: Any, endpoint: Any) -> None:
+    def __init__(
+        self,
+        description: str,
+        reactor: Any,
+        endpoint: Any,
+        protocols: tuple[bytes, ...] = (b"http/1.1",),
+    ) -> None:
         """
         Take over the TLS settings of C{endpoint}, parsed from
-        C{description}.
+        C{description}; C{protocols} are the ALPN protocols chosen from
+        the client's offer, in our order of preference.
         """
         self.description = description
         self._reactor = reactor
+        self._protocols = protocols
         # Twisted keeps no public handle on an endpoint's certificate
         # options, and parsing the description ourselves would drift from
         # its syntax (escapes, extraCertChain, dhParameters, ...).
         self._current = tls_context(endpoint)
         set_tls_context(endpoint, self)
+        self._choose_protocols(self._current)
+
+    def _choose_protocols(self, options: Any) -> None:
+        # ALPN (RFC 7301) on the context the options make (Twisted's endpoint
+        # description has no parameter for it).
+        if options is None or not hasattr(options, "getContext"):
+            return
+        ours = self._protocols
+
+        def select(connection: Connection, offered: list[bytes]) -> Any:
+            for protocol in ours:
+                if protocol in offered:
+                    return protocol
+            return NO_OVERLAPPING_PROTOCOLS
+
+        options.getContext().set_alpn_select_callback(select)
 
     def _load(self) -> Any:
         # Which file, and what is wrong with it, rather than OpenSSL's
@@ -53,7 +77,9 @@ class ReloadableTLS:
         if problem is not None:
             raise ValueError(problem)
         endpoint = endpoints.serverFromString(self._reactor, self.description)
-        return tls_context(endpoint)
+        options = tls_context(endpoint)
+        self._choose_protocols(options)
+        return options
 
     def reload(self) -> bool:
         """

@@ -18,7 +18,14 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
-from wsecho._compat.twisted import answers_unread, pause_reading, write_buffered
+from wsecho._compat.h2 import connection_of
+from wsecho._compat.twisted import (
+    answers_unread,
+    pause_reading,
+    take_over,
+    write_buffered,
+)
+from wsecho.http.h2 import H2Channel, speaks_h2
 from wsecho.http.pages import Health, Misdirected
 from wsecho.http.policy import ProxyTrust, authority
 from wsecho.text import printable
@@ -84,8 +91,9 @@ class Request(server.Request):
         super().render(resrc)
 
     def _host_served(self) -> bool:
-        channel = self.channel
-        if not isinstance(channel, Channel) or not channel.checks_host:
+        # Over HTTP/2, the connection's (the :authority is the Host).
+        channel = connection_of(self.channel) or self.channel
+        if not isinstance(channel, (Channel, H2Channel)) or not channel.checks_host:
             return True
         hosts = self.requestHeaders.getRawHeaders(b"host", [])
         return (
@@ -219,6 +227,13 @@ class Channel(http.HTTPChannel):
             self._answer_and_close(b"400 Bad Request")
             return
         first, self._received = not self._received, True
+        if (
+            first
+            and self.site.h2_connect is not None
+            and speaks_h2(self.transport, data)
+        ):
+            self._to_h2(data)
+            return
         upgrade = self.site.upgrade_at_once
         if first and upgrade is not None and upgrade(self, data):
             # A whole upgrade request in the connection's first read (as
@@ -230,6 +245,21 @@ class Channel(http.HTTPChannel):
         # Needed only for the bytes read with the upgrade request; kept, it
         # would hold the WebSocket protocol in this channel's cycles.
         self.upgraded_to = None
+
+    def _to_h2(self, data: bytes) -> None:
+        """
+        Hand the connection to an L{H2Channel}, as twisted.web's own
+        C{_GenericHTTPChannelProtocol} does after ALPN: it becomes the
+        transport's producer, and its deadline is its own.
+        """
+        self._disarm()
+        transport: Any = self.transport
+        assert self.site.h2_connect is not None
+        h2 = H2Channel(self.site, self.checks_host, self.site.h2_connect)
+        transport.unregisterProducer()
+        take_over(self, h2)
+        transport.registerProducer(h2, True)
+        h2.dataReceived(data)
 
     def allContentReceived(self) -> None:
         self._disarm()

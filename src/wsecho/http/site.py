@@ -28,8 +28,9 @@ class Site(server.Site):
     """
     The HTTP service, with the echo connections' context at hand.
 
-    Its channels are plain HTTP/1.1: wsecho offers no HTTP/2 (WebSocket
-    over HTTP/2 is another protocol, RFC 8441).
+    Its channels are HTTP/1.1 ones that become HTTP/2 connections
+    (L{wsecho.http.h2}) when the client speaks it, unless C{h2_connect}
+    (what takes an extended CONNECT) is L{None}.
     """
 
     requestFactory = Request
@@ -47,6 +48,7 @@ class Site(server.Site):
         proxies: ProxyTrust | None = None,
         upgrade_at_once: Callable[[Channel, bytes], bool] | None = None,
         hosts: HostPolicy | None = None,
+        h2_connect: Callable[[Any, list[tuple[bytes, bytes]]], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
@@ -59,6 +61,8 @@ class Site(server.Site):
         # Takes a channel's first read if it is a whole upgrade request it
         # can answer at once (wsecho.http.site.EchoResource.upgrade_at_once).
         self.upgrade_at_once = upgrade_at_once
+        # HTTP/2 on: EchoResource.connect_h2.
+        self.h2_connect = h2_connect
         self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
 
     def log(self, request: http.Request) -> None:
@@ -122,6 +126,7 @@ def make_site(settings: EchoSettings) -> Site:
         proxies=settings.trusted_proxies,
         upgrade_at_once=echo.upgrade_at_once,
         hosts=HostPolicy(settings.allowed_hosts),
+        h2_connect=echo.connect_h2 if settings.http2 else None,
         timeout=None,
         **options,
     )

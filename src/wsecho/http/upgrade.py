@@ -15,8 +15,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from wsecho._compat.autobahn import parse_head
+from wsecho._compat.h2 import StreamTransport, upgrade_request
 from wsecho._compat.twisted import read_ahead, take_over
-from wsecho.http.channel import Channel
+from wsecho.http.channel import SERVER_NAME, Channel
 from wsecho.http.pages import error_page, text_page
 from wsecho.http.policy import OriginPolicy, ProxyTrust
 from wsecho.wire.deflate import acceptable_offers
@@ -41,6 +42,30 @@ class Refusal(NamedTuple):
     reason: str | None = None
     # Headers of a 426 answer besides Upgrade (RFC 6455 4.4).
     headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def _framing_refusal(
+    version: bytes, header: Callable[[str], str | None]
+) -> Refusal | None:
+    # What an HTTP/1.1 upgrade request must be besides a WebSocket one.
+    if version != b"HTTP/1.1":
+        # Autobahn would check, but is handed the request as HTTP/1.1.
+        return Refusal(
+            "bad_handshake",
+            400,
+            "Bad Request",
+            "a WebSocket handshake needs HTTP/1.1",
+        )
+    length = header("content-length")
+    if header("transfer-encoding") is not None or (
+        length is not None and length.strip() != "0"
+    ):
+        # twisted.web has read the body, which Autobahn would take for
+        # frames the client sent.
+        return Refusal(
+            "bad_handshake", 400, "Bad Request", "a WebSocket handshake has no body"
+        )
+    return None
 
 
 class EchoResource(Resource):
@@ -105,6 +130,20 @@ class EchoResource(Resource):
                 "This is a WebSocket endpoint: connect with a WebSocket client "
                 "(Upgrade: websocket), or try the echo console on the index page.",
             )
+        return self.refusal(header, origins, lambda: _framing_refusal(version, header))
+
+    def refusal(
+        self,
+        header: Callable[[str], str | None],
+        origins: int,
+        framing: Callable[[], Refusal | None] = lambda: None,
+    ) -> Refusal | None:
+        """
+        Why a WebSocket opening handshake is refused before the connection
+        limits, over HTTP/1.1 (L{_refusal}) and HTTP/2 (L{connect_h2})
+        alike: the version, then C{framing} (what is wrong with the request
+        as one of its HTTP version), the origin, the drain.
+        """
         asked = header("sec-websocket-version")
         if asked is not None and asked.strip() != "13":
             # Autobahn would speak the drafts' versions (8: with the origin
@@ -116,23 +155,9 @@ class EchoResource(Resource):
                 "This server speaks WebSocket version 13 (RFC 6455) only.",
                 headers=((b"Sec-WebSocket-Version", b"13"),),
             )
-        if version != b"HTTP/1.1":
-            # Autobahn would check, but is handed the request as HTTP/1.1.
-            return Refusal(
-                "bad_handshake",
-                400,
-                "Bad Request",
-                "a WebSocket handshake needs HTTP/1.1",
-            )
-        length = header("content-length")
-        if header("transfer-encoding") is not None or (
-            length is not None and length.strip() != "0"
-        ):
-            # twisted.web has read the body, which Autobahn would take for
-            # frames the client sent.
-            return Refusal(
-                "bad_handshake", 400, "Bad Request", "a WebSocket handshake has no body"
-            )
+        framed = framing()
+        if framed is not None:
+            return framed
         if origins > 1:
             # Which one would the check read, and which one did the browser
             # send? Neither is to be trusted.
@@ -240,6 +265,102 @@ class EchoResource(Resource):
             return False
         self._hand_over(channel, peer, client, data)
         return True
+
+    def connect_h2(
+        self, stream: StreamTransport, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """
+        An extended CONNECT on an HTTP/2 stream (RFC 8441): refused as
+        L{render} refuses an upgrade (with HTTP/2's statuses: no 426, whose
+        Upgrade means nothing there), or, once the connection limits give a
+        slot, run by a new echo protocol, handed the HTTP/1.1 upgrade
+        request it stands for (with the deflate offers wsecho takes).
+        """
+        fields: dict[str, list[str]] = {}
+        for name, value in headers:
+            fields.setdefault(name.decode("latin-1"), []).append(
+                value.decode("latin-1")
+            )
+
+        def header(name: str) -> str | None:
+            values = fields.get(":authority" if name == "host" else name)
+            return ", ".join(values) if values else None
+
+        peer = stream.getPeer()
+        client = getattr(peer, "host", None) or str(peer)
+        if self._proxies is not None:
+            client = self._proxies.client_of(
+                client, fields.get(self._proxies.header.lower(), [])
+            )
+        path = header(":path") or ""
+        refusal: Refusal | None
+        if header(":protocol") != "websocket":
+            refusal = Refusal(
+                "not_websocket",
+                501,
+                "Not Implemented",
+                "CONNECT :protocol websocket only",
+            )
+        elif path != "/socket" and not path.startswith("/socket?"):
+            refusal = Refusal("not_found", 404, "Not Found", "No such resource.")
+        elif not stream.connection.serves(header("host")):
+            refusal = Refusal(
+                "misdirected", 421, "Misdirected Request", "not served here"
+            )
+        else:
+            refusal = self.refusal(header, len(fields.get("origin", [])))
+        if refusal is not None:
+            self._refuse_h2(stream, refusal, client)
+            return
+        offers = fields.get("sec-websocket-extensions")
+        kept = acceptable_offers(offers) if offers else None
+        request = upgrade_request(
+            [(n, v) for n, v in headers if n != b"sec-websocket-extensions"]
+            + ([(b"sec-websocket-extensions", kept.encode("latin-1"))] if kept else [])
+        )
+
+        def answered(why: str | None) -> None:
+            if not stream.connected:
+                if why is None:
+                    self._registry.untake(client)
+                return
+            if why is not None:
+                self._refuse_h2(
+                    stream,
+                    Refusal(why.replace(" ", "_"), 503, "Service Unavailable", why),
+                    client,
+                )
+                return
+            protocol = self.factory.buildProtocol(peer)
+            protocol.client_address = client
+            protocol.http_version = "2"
+            stream.attach(protocol, request)
+
+        def failed(reason: object) -> None:
+            answered("shutting down")
+
+        self._registry.take_slot(client).addCallbacks(answered, failed)
+
+    def _refuse_h2(
+        self, stream: StreamTransport, refusal: Refusal, client: str
+    ) -> None:
+        self._metrics.refusals.labels(refusal.label).inc()
+        self._log.info(
+            "refused {client} (HTTP/2): {reason}",
+            client=client,
+            reason=refusal.reason or refusal.text,
+        )
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"server", SERVER_NAME),
+        ]
+        headers += [(name.lower(), value) for name, value in refusal.headers]
+        code = refusal.code
+        if code == 426:
+            code = 400  # HTTP/2 has no upgrade (RFC 9113 8.6)
+        elif code == 503:
+            headers.append((b"retry-after", b"5"))
+        stream.refuse(code, headers, (refusal.text + "\n").encode())
 
     def _upgrade_with_a_slot(self, request: server.Request, client: str) -> int:
         """

@@ -226,6 +226,13 @@ class Metrics:
             ["code"],
             registry=registry,
         )
+        self.opened = Counter(
+            "wsecho_connections_opened",
+            "WebSocket connections opened, by the HTTP version that carried "
+            "them (1.1: an upgrade; 2: an extended CONNECT, RFC 8441).",
+            ["http"],
+            registry=registry,
+        )
         self.refusals = Counter(
             "wsecho_handshake_refusals",
             "Upgrade requests answered with an HTTP error, by reason.",

@@ -67,6 +67,9 @@ class EchoServerProtocol(autobahn.ServerProtocol):
     # The client's address as logged and counted for the per-address
     # limit: the peer's, or the one a trusted proxy forwarded.
     client_address = "-"
+    # The HTTP version whose request opened it: 1.1 (an upgrade) or 2 (an
+    # extended CONNECT on an HTTP/2 stream, RFC 8441).
+    http_version = "1.1"
 
     # The parts, made when the connection is made.
     account: Account | None = None
@@ -193,6 +196,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         # log line costs a handshake a tenth of its time); --verbose logs
         # the opening too.
         self._opened_at = time.monotonic()
+        self.factory.context.metrics.opened.labels(self.http_version).inc()
         deflate = autobahn.deflate_of(self)
         if self.fast is not None and deflate is not None:
             self.fast.use_deflate(deflate, self.factory.settings.max_message_size)
@@ -299,6 +303,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
                 e.EXTENSION_NAME for e in self.websocket_extensions_in_use
             )
             or "-",
+            http=self.http_version,
         )
 
     def going_away(self, code: int = GOING_AWAY) -> None:

@@ -38,6 +38,8 @@ class Described(NamedTuple):
     origin: str
     subprotocol: str
     extensions: str
+    # The HTTP version that carried the WebSocket: 1.1 or 2 (RFC 8441).
+    http: str = "1.1"
 
     def fields(self) -> dict[str, Any]:
         return self._asdict()
@@ -85,7 +87,7 @@ class CloseReport(NamedTuple):
             f"duration={self.duration * 1000:.0f}ms "
             f"messages={c.messages_received}/{c.messages_sent} "
             f"wire_bytes={c.wire_received}/{c.wire_sent} origin={d.origin} "
-            f"subprotocol={d.subprotocol} extensions={d.extensions}"
+            f"subprotocol={d.subprotocol} extensions={d.extensions} http={d.http}"
         )
 
     def fields(self) -> dict[str, Any]:
