@@ -176,3 +176,59 @@ def test_node_http2(servers, secure):
     line = daemon.wait_for("reason='bye'")
     assert " code=4000 " in line and "http=2" in line, line
     assert "messages=4/4" in line, line
+
+
+@pytest.mark.parametrize(
+    "secure",
+    [
+        pytest.param(False, id="clear"),
+        pytest.param(
+            True,
+            id="tls",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="h2-server: the shutdown's close over h2 and TLS ends in "
+                "an Unhandled Error in twisted.protocols.tls (bio_read on None)",
+            ),
+        ),
+    ],
+)
+def test_shutdown_with_a_websocket_open_over_h2(tmp_path, secure):
+    """
+    A daemon stopped while a WebSocket is open over h2 sends it 1001 (going
+    away), which wsecho-client --http2 -i reports, and logs no traceback.
+    """
+    paths = make_certificates(tmp_path, names=("localhost",))
+    listen = (
+        f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}"
+        if secure
+        else "tcp:0:interface=127.0.0.1"
+    )
+    daemon = start_daemon(tmp_path, "--listen", listen)
+    scheme = "wss://localhost" if secure else "ws://127.0.0.1"
+    process = subprocess.Popen(
+        [
+            str(BIN / "wsecho-client"),
+            "--http2",
+            "--cafile",
+            str(paths["ca"]),
+            "-i",
+            f"{scheme}:{daemon.port}/socket",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline().startswith("connected to ")
+        assert daemon.stop() == 0
+        _, err = process.communicate(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "closed 1001 server shutting down (by the server)" in err, err
+    log = daemon.whole_log()
+    assert "Traceback" not in log and "Unhandled" not in log, log
