@@ -495,7 +495,7 @@ def _twisted_private() -> set[str]:
     from twisted.internet.abstract import FileDescriptor
     from twisted.internet.epollreactor import EPollReactor
     from twisted.protocols.tls import TLSMemoryBIOProtocol
-    from twisted.web import http, server
+    from twisted.web import _http2, http, server
 
     names: set[str] = set()
     for cls in (
@@ -508,6 +508,8 @@ def _twisted_private() -> set[str]:
         server.Request,
         server.Site,
         endpoints.SSL4ServerEndpoint,
+        _http2.H2Connection,
+        _http2.H2Stream,
     ):
         for klass in cls.__mro__:
             names.update(n for n in vars(klass) if n.startswith("_"))

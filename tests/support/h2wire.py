@@ -137,6 +137,9 @@ class H2Client:
         self.goaway: Any = None
         self.closed = False
         self.remote_settings: dict[int, int] = {}
+        # Streams whose data the client reads (acknowledges): all, unless
+        # a test says which.
+        self.reading: set[int] | None = None
 
     def flush(self) -> None:
         out = self.conn.data_to_send()
@@ -173,9 +176,10 @@ class H2Client:
                 self.data[event.stream_id] = (
                     self.data.get(event.stream_id, b"") + event.data
                 )
-                self.conn.acknowledge_received_data(
-                    event.flow_controlled_length, event.stream_id
-                )
+                if self.reading is None or event.stream_id in self.reading:
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
             elif isinstance(event, h2.events.StreamEnded):
                 self.ended.add(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
@@ -257,3 +261,130 @@ class H2Client:
             self.sock.close()
         except OSError:
             pass
+
+
+class MemoryH2(H2Client):
+    """
+    The same client against wsecho's site in this process, on an in-memory
+    transport, the HTTP/2 connection's sending loop run on a C{Clock}
+    (prior knowledge: the first bytes are the connection preface).
+    """
+
+    def __init__(self, site: Any, settings: dict[int, int] | None = None) -> None:
+        from twisted.internet.task import Clock
+
+        from .site import connect_in_memory
+
+        self.clock = Clock()
+        site.context.clock = self.clock
+        self.channel, self.transport = connect_in_memory(site, self.clock)
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self.conn.initiate_connection()
+        if settings:
+            self.conn.update_settings(settings)
+        self.events = []
+        self.data = {}
+        self.headers = {}
+        self.ended = set()
+        self.reset = {}
+        self.goaway = None
+        self.closed = False
+        self.remote_settings = {}
+        self.reading = None
+        self.flush()
+
+    @property
+    def server(self) -> Any:
+        # The HTTP/2 connection, once the channel handed over to it.
+        return self.transport.protocol
+
+    def flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            self.transport.protocol.dataReceived(out)
+        self.pump()
+
+    def pump(self) -> None:
+        for _ in range(1000):
+            self.clock.advance(0)
+            data = self.transport.value()
+            if not data:
+                if not self.clock.getDelayedCalls() or all(
+                    c.getTime() > self.clock.seconds()
+                    for c in self.clock.getDelayedCalls()
+                ):
+                    return
+                continue
+            self.transport.clear()
+            self.handle(self.conn.receive_data(data))
+            out = self.conn.data_to_send()
+            if out:
+                self.transport.protocol.dataReceived(out)
+        if self.transport.disconnecting:
+            self.closed = True
+
+    def receive(self, until: Any, timeout: float = 0.0) -> bool:
+        self.pump()
+        return bool(until())
+
+    def close(self) -> None:
+        self.transport.loseConnection()
+
+    def lose(self) -> None:
+        """The connection is lost: the server hears of it."""
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        protocol = self.transport.protocol
+        if protocol is not None and protocol.transport is not None:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.clock.advance(60)
+
+
+def raw_frames_client(host: str, port: int, timeout: float = 10.0) -> Any:
+    """
+    A socket that has sent the HTTP/2 preface and an empty SETTINGS frame,
+    for tests that write frames by hand (hyperframe), as no well-behaved
+    client would.
+    """
+    from hyperframe.frame import SettingsFrame
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.sendall(PREFACE + SettingsFrame(0).serialize())
+    return sock
+
+
+def read_until_goaway(sock: Any, timeout: float = 10.0) -> tuple[int | None, bool]:
+    """
+    Read frames until the end of the connection (or C{timeout}): the error
+    code of the GOAWAY read, if any, and whether the connection ended. The
+    GOAWAY's last stream id is C{read_until_goaway.last_stream_id}.
+    """
+    from hyperframe.frame import Frame, GoAwayFrame
+
+    buffer = b""
+    deadline = time.monotonic() + timeout
+    code = None
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, BlockingIOError):
+            break
+        except OSError:
+            return code, True
+        if not data:
+            return code, True
+        buffer += data
+        while len(buffer) >= 9:
+            f, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+            if len(buffer) < 9 + length:
+                break
+            f.parse_body(memoryview(buffer[9 : 9 + length]))
+            buffer = buffer[9 + length :]
+            if isinstance(f, GoAwayFrame):
+                code = f.error_code
+                read_until_goaway.last_stream_id = f.last_stream_id  # type: ignore[attr-defined]
+    return code, False

@@ -1,7 +1,8 @@
 """
 The boundary around the libraries' internals: every name of Twisted's and
 Autobahn's that is not their public API is used in L{wsecho._compat.twisted}
-or L{wsecho._compat.autobahn} and nowhere else, each with why (speed, or
+or L{wsecho._compat.autobahn} (and HTTP/2's in L{wsecho._compat.h2}) and
+nowhere else, each with why (speed, or
 memory accounting). C{tests/test_structure.py} holds the rest of wsecho to
 the libraries' public names.
 
@@ -12,7 +13,7 @@ warning is logged, and wsecho takes the public path instead.
 
 from __future__ import annotations
 
-from wsecho._compat import autobahn, twisted
+from wsecho._compat import autobahn, h2, twisted
 
 
 def changed() -> list[str]:
@@ -20,4 +21,4 @@ def changed() -> list[str]:
     The shortcuts turned off because Twisted or Autobahn changed the names
     they rely on (for the start-up warning).
     """
-    return sorted(autobahn.MISSING + twisted.MISSING)
+    return sorted(autobahn.MISSING + twisted.MISSING + h2.MISSING)

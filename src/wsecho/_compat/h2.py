@@ -6,16 +6,12 @@ why, and nowhere else.
 L{H2Connection} is Twisted's, with wsecho's settings (extended CONNECT,
 RFC 8441; bounded streams, headers and windows), a hook that takes the
 extended CONNECT streams, and the limits a peer's control frames meet.
-L{StreamTransport} is one such stream made a transport (L{ITransport},
-L{IConsumer}) for a WebSocket protocol: it runs on the connection as
-Twisted's C{H2Stream} runs a request, its producer paused by HTTP/2 flow
-control as a TCP transport's is by its write buffer.
+L{wsecho._compat.h2stream.StreamTransport} is one such stream made a
+transport for a WebSocket protocol.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -26,12 +22,45 @@ import h2.exceptions
 import h2.settings
 import priority
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import _http2
-from zope.interface import implementer
+
+from wsecho._compat.h2stream import StreamTransport
+
+
+def _missing() -> list[str]:
+    # What of Twisted's HTTP/2 connection H2Connection overrides or reads.
+    connection = _http2.H2Connection
+    names = (
+        "_requestReceived",
+        "_requestDataReceived",
+        "_requestEnded",
+        "_requestAborted",
+        "_handleWindowUpdate",
+        "_handlePriorityUpdate",
+        "_sendPrioritisedData",
+        "_terminate",
+        "_tryToWriteControlData",
+        "_requestDone",
+    )
+    ok = (
+        all(callable(getattr(connection, name, None)) for name in names)
+        and hasattr(_http2, "_END_STREAM_SENTINEL")
+        and "_outboundStreamQueues" in connection.__init__.__code__.co_names
+        and "_streamCleanupCallbacks" in connection.__init__.__code__.co_names
+        and "_sendingDeferred" in connection.__init__.__code__.co_names
+        and "_conn" in _http2.H2Stream.__init__.__code__.co_names
+    )
+    return [] if ok else ["twisted h2"]
+
+
+# Off (HTTP/1.1 only, one warning) where Twisted's HTTP/2 is not what this
+# module knows.
+MISSING = _missing()
+HTTP2 = not MISSING
 
 # The connection preface of HTTP/2 with prior knowledge (RFC 9113 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -53,6 +82,17 @@ _CONTROL_EVENTS = (
     h2.events.SettingsAcknowledged,
     h2.events.UnknownFrameReceived,
 )
+
+# A client's WINDOW_UPDATE frames answer the data it was sent: every
+# WINDOW_CREDIT bytes sent earn one more.
+WINDOW_CREDIT = 8192
+
+
+def _is_control(event: Any) -> bool:
+    # A control frame, or an empty DATA frame (CVE-2019-9518).
+    if isinstance(event, h2.events.DataReceived):
+        return not event.flow_controlled_length and not event.stream_ended
+    return isinstance(event, _CONTROL_EVENTS)
 
 
 def settings(
@@ -132,7 +172,7 @@ class H2Connection(_http2.H2Connection):
     def _events(self, events: list[Any]) -> None:
         # Twisted's dataReceived, for events on streams it has let go of
         # too (its own raises KeyError), and with control frames limited.
-        control = sum(isinstance(e, _CONTROL_EVENTS) for e in events)
+        control = sum(_is_control(e) for e in events)
         if control and not self._spend(control):
             self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many control frames")
             return
@@ -181,6 +221,32 @@ class H2Connection(_http2.H2Connection):
         self.control_tokens -= count
         return self.control_tokens >= 0
 
+    # Seconds a connection we closed may take to be gone (its client may
+    # not read our GOAWAY): then it is aborted. wsecho.http.h2 sets it.
+    close_timeout: float | None = 5.0
+    _abort_late: Any = None
+
+    def _terminate(self, reason: Failure) -> None:
+        super()._terminate(reason)
+        if self.close_timeout and self._abort_late is None:
+            self._abort_late = self._reactor.callLater(self.close_timeout, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_late = None
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def connectionLost(
+        self, reason: Failure = connectionDone, _cancelTimeouts: bool = True
+    ) -> None:
+        super().connectionLost(reason, _cancelTimeouts)
+        if _cancelTimeouts and self._abort_late is not None:
+            # The TCP connection is gone.
+            if self._abort_late.active():
+                self._abort_late.cancel()
+            self._abort_late = None
+
     def refuse(self, code: int, why: str) -> None:
         """
         Close the connection with a GOAWAY of C{code} (RFC 9113 5.4.1).
@@ -220,6 +286,37 @@ class H2Connection(_http2.H2Connection):
         self._streamCleanupCallbacks[stream_id].addCallback(stream.done)
         self._streamCleanupCallbacks[stream_id].addCallback(self.stream_done)
 
+    def _sendPrioritisedData(self, *args: Any) -> None:
+        # Twisted's sending loop leaves a stream whose window the client
+        # keeps closed in its turn, with its data queued: it then turns
+        # every reactor iteration, sending nothing, for as long as the
+        # client likes (100 % of a core per such connection). Such streams
+        # are blocked first; a WINDOW_UPDATE unblocks them.
+        window = self.conn.local_flow_control_window
+        for stream_id, queue in self._outboundStreamQueues.items():
+            if (
+                queue
+                and queue[0] is not _http2._END_STREAM_SENTINEL
+                and window(stream_id) <= 0
+            ):
+                self.priority.block(stream_id)
+        before = self.conn.outbound_flow_control_window
+        super()._sendPrioritisedData(*args)
+        sent = before - self.conn.outbound_flow_control_window
+        if sent > 0:
+            self.control_tokens = min(
+                float(CONTROL_BURST), self.control_tokens + sent / WINDOW_CREDIT
+            )
+
+    def _handleWindowUpdate(self, event: Any) -> None:
+        super()._handleWindowUpdate(event)
+        # Streams blocked above may go again: wake the loop, which Twisted
+        # does only when a stream writes.
+        waiting = self._sendingDeferred
+        if waiting is not None and any(self._outboundStreamQueues.values()):
+            self._sendingDeferred = None
+            waiting.callback(event.stream_id)
+
     @property
     def websockets(self) -> int:
         return sum(isinstance(s, StreamTransport) for s in self.streams.values())
@@ -252,7 +349,9 @@ class H2Connection(_http2.H2Connection):
     ) -> None:
         try:
             self.conn.send_headers(stream_id, headers, end_stream=end)
-        except h2.exceptions.StreamClosedError:
+        except h2.exceptions.ProtocolError:
+            # Closed meanwhile: h2 read the whole of the client's last read
+            # (a RST_STREAM after its HEADERS, say) before wsecho answers.
             return
         self._tryToWriteControlData()
 
@@ -260,323 +359,6 @@ class H2Connection(_http2.H2Connection):
 def _peer(transport: Any) -> str:
     peer = transport.getPeer()
     return f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-
-
-@implementer(ITransport, IConsumer, IPushProducer)
-class StreamTransport:
-    """
-    One extended CONNECT stream as a transport for C{protocol} (RFC 8441):
-    its DATA frames are the bytes, C{loseConnection} ends the stream
-    (END_STREAM), C{abortConnection} resets it (RST_STREAM CANCEL).
-
-    The protocol's first write must be its HTTP/1.1 handshake answer (to
-    the request L{upgrade_request} made): a C{101} becomes C{:status 200}
-    with its C{Sec-WebSocket-Protocol} and C{Sec-WebSocket-Extensions}, any
-    other status is answered as it is, with its body.
-
-    Flow control: bytes received are handed back to the client's window
-    only as the protocol reads them; while its producer is paused (its
-    echoes wait: the client's window for them is closed, or the TCP
-    connection's buffer is full) nothing is read, and what comes waits
-    here, within the window the client was given.
-    """
-
-    disconnecting = False
-    connected = True
-
-    def __init__(self, connection: H2Connection, stream_id: int) -> None:
-        # The connection (wsecho's H2Channel: serves() checks :authority).
-        self.connection: Any = connection
-        self.streamID = stream_id
-        self.protocol: Any = None
-        self.producer: Any = None
-        self._answered = False
-        self._head = b""
-        self._inbound: list[tuple[bytes, int]] = []
-        self._inbound_size = 0
-        self._ended = False
-        # Why paused: our window on the client is closed, the network is
-        # full, the protocol asked (its own pauseProducing).
-        self._blocked = False
-        self._network = False
-        # Nothing is read before a protocol is attached.
-        self._reading = False
-        self._lost = False
-
-    def attach(self, protocol: Any, request: bytes) -> None:
-        """
-        Run C{protocol} on this stream, with C{request} (made by
-        L{upgrade_request}) as its first bytes, and then what the client
-        sent meanwhile.
-        """
-        if self._lost:
-            return
-        self.protocol = protocol
-        protocol.makeConnection(self)
-        protocol.dataReceived(request)
-        if self.protocol is not None:
-            self.resumeProducing()
-
-    def refuse(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
-    ) -> None:
-        """
-        Answer with C{status}, C{headers} and C{body}, and end the stream.
-        """
-        if self._lost or self._answered:
-            return
-        self._answered = True
-        if body:
-            headers = [*headers, (b"content-length", b"%d" % len(body))]
-        self.connection.send_headers(
-            self.streamID, [(b":status", b"%d" % status), *headers]
-        )
-        if body:
-            self.connection.writeDataToStream(self.streamID, body)
-        self.loseConnection()
-
-    # --- for H2Connection ------------------------------------------------
-
-    def receiveDataChunk(self, data: bytes, flow_controlled: int) -> None:
-        if self.disconnecting and self.protocol is None:
-            # Refused: what the client sends is dropped.
-            self.connection.open_window(self.streamID, flow_controlled)
-            return
-        if not self._reading or self._inbound:
-            self._inbound.append((data, flow_controlled))
-            self._inbound_size += len(data)
-            return
-        self.protocol.dataReceived(data)
-        self.connection.open_window(self.streamID, flow_controlled)
-
-    def requestComplete(self) -> None:
-        # The client ended its side (END_STREAM): as a TCP FIN.
-        self._ended = True
-        if not self._inbound and self.protocol is not None:
-            self._end()
-
-    def _end(self) -> None:
-        # The client ended its side and everything it sent has been read:
-        # the protocol hears it as TCP's end (Autobahn: 1006 unless the
-        # closing handshake is done), and the stream ends both ways.
-        if self.disconnecting:
-            return
-        self.loseConnection()
-
-    def connectionLost(self, reason: Failure) -> None:
-        # The stream was reset, or the connection is gone.
-        self._lost_with(reason)
-
-    def done(self, stream_id: int) -> int:
-        # Twisted let go of the stream: both ends closed, or reset.
-        self._lost_with(Failure(ConnectionDone("stream closed")))
-        return stream_id
-
-    def _lost_with(self, reason: Failure) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        self.connected = False
-        self._inbound = []
-        self._inbound_size = 0
-        protocol, self.protocol = self.protocol, None
-        if self.producer is not None:
-            self.producer.stopProducing()
-        self.producer = None
-        if protocol is not None:
-            protocol.connectionLost(reason)
-
-    def windowUpdated(self) -> None:
-        if self._blocked and self.connection.remainingOutboundWindow(self.streamID) > 0:
-            self._blocked = False
-            self._producer_resume()
-
-    def flowControlBlocked(self) -> None:
-        if not self._blocked:
-            self._blocked = True
-            if self.producer is not None:
-                self.producer.pauseProducing()
-
-    def network_paused(self, paused: bool) -> None:
-        if paused == self._network:
-            return
-        self._network = paused
-        if paused:
-            if self.producer is not None:
-                self.producer.pauseProducing()
-        else:
-            self._producer_resume()
-
-    def _producer_resume(self) -> None:
-        if self._blocked or self._network or self.producer is None:
-            return
-        self.producer.resumeProducing()
-
-    def buffered(self) -> int:
-        """
-        What waits for this stream: its echoes not sent, and what the client
-        sent that the protocol has not read.
-        """
-        if self._lost:
-            return 0
-        queued: int = self.connection.queued(self.streamID)
-        return queued + self._inbound_size
-
-    # --- ITransport ------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        if self._lost or not data:
-            return
-        if not self._answered:
-            self._head += data
-            end = self._head.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head, rest = self._head[: end + 4], self._head[end + 4 :]
-            self._head = b""
-            self._answered = True
-            self._answer(head, rest)
-            return
-        self.connection.writeDataToStream(self.streamID, data)
-
-    def _answer(self, head: bytes, body: bytes) -> None:
-        status, headers = handshake_answer(head)
-        if status == 101:
-            self.connection.send_headers(
-                self.streamID, [(b":status", b"200"), *headers]
-            )
-            if body:
-                self.write(body)
-            return
-        if body:
-            headers.append((b"content-length", b"%d" % len(body)))
-        self.connection.send_headers(
-            self.streamID, [(b":status", b"%d" % status), *headers]
-        )
-        if body:
-            self.connection.writeDataToStream(self.streamID, body)
-
-    def writeSequence(self, data: Any) -> None:
-        for chunk in data:
-            self.write(chunk)
-
-    def loseConnection(self) -> None:
-        if self.disconnecting or self._lost:
-            return
-        self.disconnecting = True
-        if not self._answered:
-            self._answered = True
-            self.connection.send_headers(self.streamID, [(b":status", b"400")])
-        self.connection.endRequest(self.streamID)
-
-    def abortConnection(self) -> None:
-        if self._lost:
-            return
-        self.disconnecting = True
-        self.connection.abortRequest(self.streamID)
-        self._lost_with(Failure(ConnectionLost("stream reset by the server")))
-
-    def getPeer(self) -> Any:
-        return self.connection.getPeer()
-
-    def getHost(self) -> Any:
-        return self.connection.getHost()
-
-    # --- IConsumer -------------------------------------------------------
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        self.producer = producer
-        if self._blocked or self._network:
-            producer.pauseProducing()
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    # --- IPushProducer (the protocol pauses its reading) -----------------
-
-    def pauseProducing(self) -> None:
-        self._reading = False
-
-    def resumeProducing(self) -> None:
-        self._reading = True
-        consumed = 0
-        while self._reading and self._inbound and not self._lost:
-            data, flow_controlled = self._inbound.pop(0)
-            self._inbound_size -= len(data)
-            consumed += flow_controlled
-            self.protocol.dataReceived(data)
-        if not self._lost:
-            self.connection.open_window(self.streamID, consumed)
-            if self._ended and not self._inbound:
-                self._end()
-
-    def stopProducing(self) -> None:
-        self.abortConnection()
-
-
-def upgrade_request(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """
-    The HTTP/1.1 upgrade request an extended CONNECT stands for (RFC 8441
-    5: its C{:authority} is the Host, it has no C{Sec-WebSocket-Key}, so
-    one is made up; its answer's C{Sec-WebSocket-Accept} is dropped), for
-    Autobahn to parse.
-    """
-    path = b"/"
-    host = b""
-    lines: dict[bytes, list[bytes]] = {}
-    for name, value in headers:
-        if name == b":path":
-            path = value
-        elif name == b":authority":
-            host = value
-        elif not name.startswith(b":") and name not in _HOP_BY_HOP:
-            lines.setdefault(name, []).append(value)
-    if b"host" not in lines:
-        lines[b"host"] = [host]
-    key = base64.b64encode(os.urandom(16))
-    head = [
-        b"GET " + path + b" HTTP/1.1",
-        b"upgrade: websocket",
-        b"connection: Upgrade",
-        b"sec-websocket-key: " + key,
-    ]
-    head += [name + b": " + b", ".join(values) for name, values in lines.items()]
-    return b"\r\n".join(head) + b"\r\n\r\n"
-
-
-_HOP_BY_HOP = {
-    b"connection",
-    b"upgrade",
-    b"sec-websocket-key",
-    b"keep-alive",
-    b"transfer-encoding",
-    b"proxy-connection",
-}
-
-# What of Autobahn's HTTP/1.1 answer an HTTP/2 answer keeps.
-_KEPT = {b"sec-websocket-protocol", b"sec-websocket-extensions", b"server"}
-_KEPT_REFUSED = {b"content-type", b"server", b"sec-websocket-version", b"retry-after"}
-
-
-def handshake_answer(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """
-    The status of an HTTP/1.1 answer head, and the headers an HTTP/2
-    answer keeps of it (lower-case): for a C{101}, the subprotocol and the
-    extensions; otherwise what describes the body.
-    """
-    lines = head.split(b"\r\n")
-    try:
-        status = int(lines[0].split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        status = 500
-    kept = _KEPT if status == 101 else _KEPT_REFUSED
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        name = name.strip().lower()
-        if sep and name in kept:
-            headers.append((name, value.strip()))
-    return status, headers
 
 
 def negotiated_h2(transport: Any) -> bool:

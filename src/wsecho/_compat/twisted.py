@@ -21,7 +21,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web.http import HTTPChannel
 
-from wsecho._compat.h2 import StreamTransport
+from wsecho._compat.h2stream import StreamTransport
 
 
 def _uses(function: Any, *names: str) -> bool:

@@ -50,10 +50,11 @@ def announce(startup: dict[str, Any] | None, listening: Sequence[str]) -> None:
         return
     _log.info(
         "wsecho {version} listening on {listen}, {workers} worker(s), "
-        "options: {options}",
+        "{http}, options: {options}",
         version=startup["version"],
         listen=", ".join(listening),
         workers=startup["workers"],
+        http=startup.get("http", "HTTP/1.1 and HTTP/2"),
         options=startup["options"],
     )
     for warning in startup.get("warnings", ()):

@@ -78,6 +78,8 @@ def startup_line(options: Options) -> dict[str, Any]:
     return {
         "version": __version__,
         "workers": options["workers"],
+        # Whether HTTP/2 (and WebSockets over it, RFC 8441) is on.
+        "http": "HTTP/1.1 only" if options["no-http2"] else "HTTP/1.1 and HTTP/2",
         "options": " ".join(options.changed()) or "defaults",
         "warnings": list(options.warnings),
     }

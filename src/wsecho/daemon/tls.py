@@ -22,6 +22,11 @@ def is_tls(description: str) -> bool:
     return description.split(":", 1)[0].strip().lower() == "ssl"
 
 
+def alpn(http2: bool) -> tuple[bytes, ...]:
+    # The ALPN protocols a listener chooses from, ours first (RFC 7301).
+    return (b"h2", b"http/1.1") if http2 else (b"http/1.1",)
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ReloadableTLS:
     """

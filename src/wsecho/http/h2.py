@@ -25,9 +25,9 @@ from wsecho._compat.h2 import (
     PREFACE,
     ErrorCodes,
     H2Connection,
-    StreamTransport,
     negotiated_h2,
 )
+from wsecho._compat.h2stream import StreamTransport
 
 if TYPE_CHECKING:
     from wsecho.http.site import Site
@@ -81,6 +81,7 @@ class H2Channel(H2Connection):
         self.requestFactory = site.requestFactory
         self._site = site
         self.checks_host = checks_host
+        self.close_timeout = site.close_timeout
         self.stream_done = self._stream_done
 
     def serves(self, host: str | None) -> bool:

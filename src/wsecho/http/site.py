@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
+from wsecho._compat.h2 import HTTP2
 from wsecho.http.channel import Channel, Request, access_log
 from wsecho.http.metrics import MetricsResource
 from wsecho.http.pages import Health, Root
@@ -126,7 +127,7 @@ def make_site(settings: EchoSettings) -> Site:
         proxies=settings.trusted_proxies,
         upgrade_at_once=echo.upgrade_at_once,
         hosts=HostPolicy(settings.allowed_hosts),
-        h2_connect=echo.connect_h2 if settings.http2 else None,
+        h2_connect=echo.connect_h2 if settings.http2 and HTTP2 else None,
         timeout=None,
         **options,
     )

@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from wsecho._compat.autobahn import parse_head
-from wsecho._compat.h2 import StreamTransport, upgrade_request
+from wsecho._compat.h2stream import StreamTransport, upgrade_request
 from wsecho._compat.twisted import read_ahead, take_over
 from wsecho.http.channel import SERVER_NAME, Channel
 from wsecho.http.pages import error_page, text_page

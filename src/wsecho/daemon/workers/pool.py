@@ -54,7 +54,7 @@ from wsecho.daemon.process import (
     with_backlog,
 )
 from wsecho.daemon.service import EchoService
-from wsecho.daemon.tls import ReloadableTLS, is_tls
+from wsecho.daemon.tls import ReloadableTLS, alpn, is_tls
 from wsecho.daemon.workers.links import Coordinator, ParentLink, WorkerSide
 from wsecho.http.site import make_site
 
@@ -406,7 +406,9 @@ def worker_service(
         factory: Any = site
         if is_tls(description):
             endpoint = endpoints.serverFromString(reactor, description)
-            tls = ReloadableTLS(description, reactor, endpoint)
+            tls = ReloadableTLS(
+                description, reactor, endpoint, alpn(site.h2_connect is not None)
+            )
             service.tls.append(tls)
             factory = TLSMemoryBIOFactory(tls, False, site)
         AdoptedPort(fd, factory, reactor).setServiceParent(service)

@@ -1,0 +1,232 @@
+"""
+WebSockets over HTTP/2 (RFC 8441) in memory: h2 as the client against
+wsecho's site on an in-memory transport.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import h2.settings
+import pytest
+
+from support.h2wire import MemoryH2, frame, parse_frames
+from wsecho.http.site import make_site
+from wsecho.settings import EchoSettings
+
+CONNECT = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
+
+
+_clients: list[MemoryH2] = []
+
+
+@pytest.fixture(autouse=True)
+def _closed() -> Iterator[None]:
+    # Each test's connections are lost at its end (their timers stop), and
+    # collected now, not in a later test that counts live protocols
+    # (tests/test_release.py).
+    yield
+    while _clients:
+        _clients.pop().lose()
+    gc.collect()
+
+
+def _client(**settings: object) -> MemoryH2:
+    client = MemoryH2(make_site(EchoSettings(**settings)))  # type: ignore[arg-type]
+    _clients.append(client)
+    return client
+
+
+def _close(code: int, reason: bytes = b"") -> bytes:
+    return frame(8, code.to_bytes(2, "big") + reason)
+
+
+def test_settings_enable_extended_connect() -> None:
+    """
+    The server's SETTINGS say SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
+    """
+    client = _client()
+    assert client.settings_received()
+    assert client.remote_settings[CONNECT] == 1
+
+
+def test_extended_connect_opens_a_websocket() -> None:
+    """
+    An extended CONNECT to /socket is answered :status 200, and the echo's
+    connection is counted as open.
+    """
+    client = _client()
+    stream = client.websocket()
+    assert client.status(stream) == "200"
+    assert stream not in client.ended
+    site = client.server.site
+    assert len(site.context.registry.connections) == 1
+
+
+def test_text_and_binary_come_back_with_their_type() -> None:
+    """
+    A text message comes back as text, a binary one as binary.
+    """
+    client = _client()
+    stream = client.websocket()
+    client.send(stream, frame(1, "héllo".encode()) + frame(2, b"\x00\xff"))
+    assert client.messages(stream, 2) == [(1, "héllo".encode()), (2, b"\x00\xff")]
+
+
+def test_a_large_binary_message_comes_back_exact() -> None:
+    """
+    A 70 KB binary message (over the stream's window, so sent as the server
+    reads) comes back byte for byte.
+    """
+    client = _client()
+    stream = client.websocket()
+    payload = bytes(range(256)) * 280
+    client.send(stream, frame(2, payload))
+    assert client.messages(stream, 1) == [(2, payload)]
+
+
+def test_fragmented_messages_are_echoed_whole() -> None:
+    """
+    A message in fragments comes back with its content.
+    """
+    client = _client()
+    stream = client.websocket()
+    client.send(stream, frame(1, b"ab", fin=False) + frame(0, b"cd"))
+    assert client.messages(stream, 1) == [(1, b"abcd")]
+
+
+def test_two_websockets_on_one_connection() -> None:
+    """
+    Two WebSockets on one HTTP/2 connection each get their own echoes.
+    """
+    client = _client()
+    one = client.websocket()
+    two = client.websocket()
+    client.send(one, frame(1, b"one"))
+    client.send(two, frame(1, b"two"))
+    assert client.messages(one, 1) == [(1, b"one")]
+    assert client.messages(two, 1) == [(1, b"two")]
+    assert len(client.server.site.context.registry.connections) == 2
+
+
+def test_the_close_code_and_reason_come_back_and_the_stream_ends() -> None:
+    """
+    A close with 4000 "bye" is answered with 4000 "bye", then END_STREAM.
+    """
+    client = _client()
+    stream = client.websocket()
+    client.send(stream, _close(4000, b"bye"))
+    assert client.messages(stream, 1) == [(8, (4000).to_bytes(2, "big") + b"bye")]
+    client.send(stream, b"", end=True)
+    client.conn.end_stream(stream)
+    client.flush()
+    assert stream in client.ended
+    assert client.server.site.context.registry.connections == set()
+
+
+def test_another_version_is_refused() -> None:
+    """
+    sec-websocket-version other than 13 is refused with 400 and
+    sec-websocket-version: 13 (no 426 in HTTP/2).
+    """
+    client = _client()
+    stream = client.websocket(version="8")
+    assert client.status(stream) == "400"
+    assert ("sec-websocket-version", "13") in client.headers[stream]
+    assert stream in client.ended
+
+
+def test_another_origin_is_refused() -> None:
+    """
+    An Origin that is not allowed is refused with 403.
+    """
+    client = _client()
+    stream = client.websocket(extra=[("origin", "https://evil.example")])
+    assert client.status(stream) == "403"
+
+
+def test_a_name_not_served_is_misdirected() -> None:
+    """
+    On loopback, an :authority wsecho does not serve is answered 421.
+    """
+    client = _client()
+    stream = client.websocket(authority="rebind.example")
+    assert client.status(stream) == "421"
+
+
+def test_draining_refuses_with_503() -> None:
+    """
+    While draining, a WebSocket is refused with 503 and retry-after.
+    """
+    client = _client()
+    client.server.site.context.registry.draining = True
+    stream = client.websocket()
+    assert client.status(stream) == "503"
+    assert ("retry-after", "5") in client.headers[stream]
+
+
+def test_the_connection_limit_counts_http2_websockets() -> None:
+    """
+    --max-connections counts each WebSocket on an HTTP/2 connection.
+    """
+    client = _client(max_connections=1)
+    assert client.status(client.websocket()) == "200"
+    assert client.status(client.websocket()) == "503"
+
+
+def test_a_reset_stream_is_a_lost_connection() -> None:
+    """
+    RST_STREAM from the client is the WebSocket's connection lost: 1006.
+    """
+    client = _client()
+    stream = client.websocket()
+    site = client.server.site
+    [protocol] = site.context.registry.connections
+    client.conn.reset_stream(stream)
+    client.flush()
+    assert site.context.registry.connections == set()
+    assert protocol.transport is None
+
+
+def test_pages_over_http2() -> None:
+    """
+    GET / over HTTP/2 is the index page.
+    """
+    client = _client()
+    stream = client.get("/")
+    client.pump()
+    assert client.status(stream) == "200"
+    assert b"<html" in client.data[stream].lower()
+
+
+def test_flow_control_stops_reading_one_stream_only() -> None:
+    """
+    A WebSocket whose client reads no echoes stops being read (its window is
+    not opened again) while another on the same connection goes on.
+    """
+    client = _client()
+    # The client's connection window is no limit; its stream window is.
+    client.conn.increment_flow_control_window(2**30)
+    client.reading = set()
+    slow = client.websocket()
+    fast = client.websocket()
+    client.reading = {fast}
+    chunk = frame(2, b"x" * 16000)
+    sent = 0
+    for _ in range(40):
+        if client.conn.local_flow_control_window(slow) < len(chunk):
+            break
+        client.conn.send_data(slow, chunk)
+        client.flush()
+        sent += len(chunk)
+    # The server stopped opening the window: the client cannot send more.
+    assert client.conn.local_flow_control_window(slow) < len(chunk)
+    assert sent < 40 * len(chunk)
+    client.send(fast, frame(1, b"still here"))
+    assert client.messages(fast, 1) == [(1, b"still here")]
+    # What waits counts for the memory budget.
+    budget = client.server.site.context.budget
+    assert budget.used > 0
+    frames, _ = parse_frames(client.data.get(slow, b""))
+    assert frames  # some echoes came, up to the client's window
