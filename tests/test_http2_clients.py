@@ -126,15 +126,28 @@ def test_wsecho_client_http2(servers, secure):
 def test_wsecho_client_http2_refused_without_h2(tmp_path):
     """
     A daemon that speaks HTTP/1.1 only (--no-http2) is a clear failure of
-    --http2 (the server does not speak HTTP/2), with a connection's exit
-    status, and a plain run still works.
+    --http2: in clear it does not answer the HTTP/2 preface (exit 3, like a
+    refused connection), over TLS it does not agree to ALPN h2 (exit 5, a
+    refused handshake); a plain run still works.
     """
-    daemon = start_daemon(tmp_path, "--no-http2")
+    paths = make_certificates(tmp_path, names=("localhost",))
+    daemon = start_daemon(
+        tmp_path,
+        "--no-http2",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--listen",
+        f"ssl:0:interface=127.0.0.1:privateKey={paths['key']}:certKey={paths['cert']}",
+    )
     try:
-        url = f"ws://127.0.0.1:{daemon.port}/socket"
+        clear, secure = _ports(daemon)
+        url = f"ws://127.0.0.1:{clear}/socket"
         done = client(url, "hi")
         assert done.returncode == 3, done.stdout + done.stderr
         assert "HTTP/2" in done.stderr, done.stderr
+        tls = client("--cafile", str(paths["ca"]), f"wss://localhost:{secure}/socket")
+        assert tls.returncode == 5, tls.stdout + tls.stderr
+        assert "ALPN h2" in tls.stderr, tls.stderr
         plain = subprocess.run(
             [str(BIN / "wsecho-client"), url, "hi"],
             capture_output=True,

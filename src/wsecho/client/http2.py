@@ -33,7 +33,6 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IAddress, IConsumer, ITransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
