@@ -9,6 +9,7 @@ median of its rounds. Figures are given as ratios to wsecho's.
     python bench/run.py                      # everything, 3 rounds of 5 s
     python bench/run.py --scenarios S2,S4 --peers wsecho,websockets
     python bench/run.py --smoke              # a few seconds, for CI
+    python bench/run.py --scenarios S2,S9,S9m --peers wsecho   # h2 against 1.1
 
 It writes results.json, results.rst (the README's table) and results.png
 (the chart) to --out (default bench/results).
@@ -49,8 +50,13 @@ FIGURES = {
     "S7d": ("rate", "msg/s, S7a with 1 KiB", True),
     "S7e": ("rate", "msg/s, S7c with 1 KiB", True),
     "S8": ("p99_ms", "p99 ms, S1 during 4 conn. of deflate bombs", False),
+    "S9": ("rate", "msg/s, S2 over h2 (RFC 8441)", True),
+    "S9m": ("rate", "msg/s, 8 h2 conn. x 8 WebSockets, 32 B", True),
 }
 ALL_SCENARIOS = list(FIGURES)
+# WebSockets over HTTP/2 (bench/load_h2.py): wsecho only among the peers.
+H2_SCENARIOS = ("S9", "S9m")
+HTTP11_SCENARIOS = tuple(s for s in ALL_SCENARIOS if s not in H2_SCENARIOS)
 
 
 @dataclass
@@ -59,7 +65,7 @@ class Peer:
     command: list[str]  # {port} is replaced
     path: str = "/socket"
     scheme: str = "ws"
-    scenarios: tuple[str, ...] = tuple(ALL_SCENARIOS)
+    scenarios: tuple[str, ...] = HTTP11_SCENARIOS
     deflate_command: list[str] | None = None  # for S7, if it differs
     env: dict[str, str] = field(default_factory=dict)
     missing: str = ""  # why it cannot run here
@@ -122,7 +128,7 @@ def peers(build_dir: Path) -> list[Peer]:
     base = os.environ.get("BENCH_BASE_TWISTD")
     script = lambda name: [PYTHON, str(PEERS_DIR / name), "{port}"]  # noqa: E731
     return [
-        Peer("wsecho", wsecho),
+        Peer("wsecho", wsecho, scenarios=tuple(ALL_SCENARIOS)),
         # For --workers: the same on every core, 1 and 2 workers.
         Peer(
             "wsecho-unpinned",
@@ -249,7 +255,8 @@ def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
     )
     try:
         wait_for_port(port, server)
-        load = [PYTHON, str(HERE / "load.py"), peer.url(port)]
+        generator = "load_h2.py" if scenario in H2_SCENARIOS else "load.py"
+        load = [PYTHON, str(HERE / generator), peer.url(port)]
         if FIGURES[scenario][0] in ("rate", "mb_per_s", "p99_ms") and scenario != "S5":
             # Warm up: the first messages load code, fill caches.
             subprocess.run(
@@ -558,6 +565,14 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     info = machine()
+    # The server's CPU per small echo over h2 against HTTP/1.1, same run.
+    h2_cpu = {
+        f"{scenario}/S2": row["wsecho"] / cpu["S2"]["wsecho"]
+        for scenario, row in cpu.items()
+        if scenario in H2_SCENARIOS
+        and "wsecho" in row
+        and "wsecho" in cpu.get("S2", {})
+    }
     report = {
         "command": command.strip(),
         "machine": info,
@@ -566,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "table": table,
         "cpu_us_per_operation": cpu,
+        "h2_cpu_per_echo_vs_http11": h2_cpu,
         "runs": runs,
         "failures": failures,
         "elapsed": time.monotonic() - began,
@@ -585,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: {write_chart(cpu, names, args.out / 'cpu.png', cpu_title, False)}")
     print((args.out / "results.rst").read_text())
     print((args.out / "cpu.rst").read_text())
+    for ratio, value in h2_cpu.items():
+        print(f"bench: wsecho's CPU per echo, {ratio} (h2 / HTTP/1.1): {value:.2f}x")
     print(f"bench: {time.monotonic() - began:.0f} s; results in {args.out}")
     if failures:
         print("bench: FAILED:\n  " + "\n  ".join(failures))

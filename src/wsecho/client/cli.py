@@ -181,6 +181,12 @@ def make_parser() -> _Parser:
         metavar="SECONDS",
         help="for connecting, each echo and each pong (default 10)",
     )
+    add(
+        "--http2",
+        action="store_true",
+        help="open the WebSocket over HTTP/2 (RFC 8441: ALPN h2 on wss://, "
+        "prior knowledge on ws://)",
+    )
     add("--no-compression", action="store_true", help="do not offer permessage-deflate")
     add(
         "--ping-interval",
@@ -252,6 +258,8 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
         parser.error("--reconnect-tries must be at least 1")
     if args.key is not None and args.cert is None:
         parser.error("--key needs --cert")
+    if args.http2 and args.proxy:
+        parser.error("--http2 does not go through an HTTP proxy (--proxy)")
     if args.interactive and arguments:
         parser.error("--interactive reads its messages from stdin; give no MESSAGE")
     headers = {}
@@ -294,6 +302,7 @@ def parse_args(argv: Sequence[str], stdin: IO[bytes]) -> Config:
         show_ping=args.show_ping,
         ping_interval=args.ping_interval,
         reconnect=args.reconnect_tries if args.reconnect else 0,
+        http2=args.http2,
     )
 
 

@@ -71,18 +71,29 @@ def proxy_for(config: Config, secure: bool, host: str) -> Proxy | None:
     url = getproxies().get(scheme)
     if not url or proxy_bypass(host):
         return None
+    if config.http2:
+        raise ClientError(
+            EXIT_USAGE,
+            f"--http2 does not go through an HTTP proxy, and {scheme}_proxy "
+            "names one: --proxy '' connects directly",
+        )
     return parse_proxy(url, f"the environment's {scheme}_proxy")
 
 
-def tls_options(config: Config, host: str) -> Any:
+def tls_options(config: Config, host: str, protocols: list[bytes] | None = None) -> Any:
+    """
+    The TLS options of wss://; C{protocols}, the ALPN protocols to offer
+    (C{[b"h2"]} with --http2).
+    """
     client = _client_certificate(config)
     if config.insecure:
         if client is None:
-            return ssl.CertificateOptions(verify=False)
+            return ssl.CertificateOptions(verify=False, acceptableProtocols=protocols)
         return ssl.CertificateOptions(
             verify=False,
             privateKey=client.privateKey.original,
             certificate=client.original,
+            acceptableProtocols=protocols,
         )
     trust: Any = None
     if config.cafile is not None:
@@ -97,7 +108,9 @@ def tls_options(config: Config, host: str) -> Any:
                 EXIT_USAGE, f"--cafile {config.cafile}: no certificate in it"
             )
         trust = ssl.trustRootFromCertificates(roots)
-    return ssl.optionsForClientTLS(host, trustRoot=trust, clientCertificate=client)
+    return ssl.optionsForClientTLS(
+        host, trustRoot=trust, clientCertificate=client, acceptableProtocols=protocols
+    )
 
 
 def _client_certificate(config: Config) -> Any:
@@ -147,6 +160,8 @@ def connect(reactor: Any, config: Config, factory: Any) -> defer.Deferred[Any]:
     from autobahn.websocket.util import parse_url
 
     secure, host, port, _, _, _ = parse_url(config.url)
+    if config.http2:
+        return _connect_http2(reactor, config, factory, secure, host, port)
     proxy: Proxy | None = getattr(factory, "wsecho_proxy", None)
     if proxy is not None:
         endpoint: Any = endpoints.HostnameEndpoint(
@@ -160,3 +175,24 @@ def connect(reactor: Any, config: Config, factory: Any) -> defer.Deferred[Any]:
             endpoint = endpoints.wrapClientTLS(tls_options(config, host), endpoint)
     result: defer.Deferred[Any] = endpoint.connect(factory)
     return result
+
+
+def _connect_http2(
+    reactor: Any, config: Config, factory: Any, secure: bool, host: str, port: int
+) -> defer.Deferred[Any]:
+    """
+    --http2: one HTTP/2 connection (TLS offering ALPN h2 for wss://, prior
+    knowledge for ws://) whose first stream carries the WebSocket.
+    """
+    from wsecho.client.http2 import open_http2
+
+    name = f"[{host}]" if ":" in host else host
+    authority = name if port == (443 if secure else 80) else f"{name}:{port}"
+    endpoint: Any = endpoints.HostnameEndpoint(
+        reactor, host, port, timeout=config.timeout
+    )
+    if secure:
+        endpoint = endpoints.wrapClientTLS(
+            tls_options(config, host, protocols=[b"h2"]), endpoint
+        )
+    return open_http2(endpoint, config, factory, secure, authority)

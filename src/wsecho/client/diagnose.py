@@ -37,6 +37,19 @@ def where(url: str) -> str:
 
 def connect_error(reason: Failure, url: str, proxy: str | None = None) -> ClientError:
     place = f"the proxy {proxy}" if proxy else where(url)
+    if isinstance(reason.value, ClientError):  # --http2 says why itself
+        return reason.value
+    if reason.check(SSL.Error, VerificationError):
+        message = tls_message(reason)
+        if " alert " in f" {message.lower()} ":
+            return ClientError(EXIT_TLS, f"TLS failed: {message}{CERT_HINT}")
+        if "certificate" in message.lower():
+            return ClientError(EXIT_TLS, f"TLS failed: {message}{TLS_HINT}")
+        if "wrong version number" in message or "unexpected eof" in message:
+            return ClientError(
+                EXIT_TLS, f"the server did not answer TLS at {place}: is it ws://?"
+            )
+        return ClientError(EXIT_TLS, f"TLS failed: {message}")
     if reason.check(error.DNSLookupError):
         return ClientError(EXIT_CONNECT, f"cannot resolve the host name: {place}")
     if reason.check(error.ConnectionRefusedError):

@@ -181,6 +181,8 @@ class Config:
     show_ping: bool = False
     ping_interval: float = 0.0
     reconnect: int = 0
+    # --http2: the WebSocket over HTTP/2 (RFC 8441).
+    http2: bool = False
 
 
 def plural(count: int, word: str) -> str:
