@@ -15,9 +15,10 @@ from support import DEADLINE
 from support.browser import log_lines, start_chromium
 from support.certs import make_certificates
 from support.daemon import start_daemon
+from support.h2wire import needs_http2
 
 # Each test starts real processes: deselected by -m "not system".
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, needs_http2]
 
 _SCRIPT = """
 const [url, done] = arguments;

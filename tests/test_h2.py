@@ -13,9 +13,11 @@ import pytest
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-from support.h2wire import MemoryH2, frame, parse_frames
+from support.h2wire import MemoryH2, frame, needs_http2, parse_frames
 from wsecho.http.site import make_site
 from wsecho.settings import EchoSettings
+
+pytestmark = needs_http2
 
 CONNECT = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
 

@@ -34,12 +34,13 @@ from support.h2wire import (
     H2Client,
     connect_headers,
     frame,
+    needs_http2,
     raw_frames_client,
     read_until_goaway,
 )
 from support.wire import assert_echoes, raw_http
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, needs_http2]
 
 MiB = 1024 * 1024
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM

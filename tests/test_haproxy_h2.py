@@ -20,9 +20,10 @@ from websockets.sync.client import connect
 
 from support import BIN, DEADLINE, poll_until, require
 from support.daemon import free_port, start_daemon
+from support.h2wire import needs_http2
 
 # Each test starts real processes: deselected by -m "not system".
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, needs_http2]
 
 ROOT = Path(__file__).parent.parent
 # The TestSuite's 517 cases (1.* to 13.*): 514 OK, and 3 INFORMATIONAL

@@ -18,9 +18,10 @@ import pytest
 from support import BIN, DEADLINE, require
 from support.certs import make_certificates
 from support.daemon import start_daemon
+from support.h2wire import needs_http2
 
 # Each test starts real processes: deselected by -m "not system".
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, needs_http2]
 
 CLIENTS = Path(__file__).parent / "clients"
 
