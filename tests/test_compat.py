@@ -119,3 +119,34 @@ def test_options_are_read_from_the_factory_at_each_connection() -> None:
         assert connected().autoPingInterval == 7
     finally:
         factory.context.stop()
+
+
+def test_an_aborted_connection_is_not_read_again() -> None:
+    """
+    Resuming an aborted TCP connection (a turn or a drained buffer after
+    the budget aborted it) leaves it unregistered: registered, its file
+    descriptor, closed by connectionLost and reused by the next
+    connection, would be read for the dead one.
+    """
+    import socket
+
+    from twisted.internet import tcp
+    from twisted.internet.epollreactor import EPollReactor
+    from twisted.internet.protocol import Protocol
+
+    reactor = EPollReactor()
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    connection = tcp.Connection(ours, Protocol(), reactor)
+    connection.connected = True  # as tcp.Server is
+    try:
+        connection.startReading()
+        connection.abortConnection()
+        assert connection not in reactor.getReaders()
+        twisted.resume_reading(connection)
+        assert connection not in reactor.getReaders()
+    finally:
+        reactor.removeAll()
+        ours.close()
+        theirs.close()
+        reactor._poller.close()

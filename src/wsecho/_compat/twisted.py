@@ -147,6 +147,28 @@ def close_write(transport: Any) -> None:
     else:
         transport.loseConnection()
         return
+    resume_reading(transport)
+
+
+def resume_reading(transport: Any) -> None:
+    """
+    Read from C{transport} again, unless its connection was aborted.
+
+    Twisted's C{abortConnection} stops reading and calls C{connectionLost}
+    in the next reactor turn; a C{resumeProducing} in between registers the
+    socket for reading again, and once C{connectionLost} has closed it, its
+    file descriptor stays registered: reused by the next connection, it is
+    read for the dead one ("'Server' object has no attribute 'socket'" in
+    the main loop). A TLS transport passes the call on to its TCP one.
+    """
+    under = transport.transport if isinstance(transport, TLSMemoryBIOProtocol) else None
+    for each in (transport, under):
+        if each is not None and (
+            getattr(each, "_aborting", False)  # TCP's abortConnection
+            or getattr(each, "_aborted", False)  # TLS's
+            or getattr(each, "disconnected", False)
+        ):
+            return
     transport.resumeProducing()
 
 
@@ -183,7 +205,7 @@ def take_over(channel: Any, protocol: Any) -> None:
     else:
         transport.protocol = protocol
     protocol.makeConnection(transport)
-    transport.resumeProducing()
+    resume_reading(transport)
 
 
 def read_ahead(channel: Any) -> bytes:

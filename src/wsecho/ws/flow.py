@@ -19,7 +19,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
-from wsecho._compat.twisted import set_high_water, write_buffered
+from wsecho._compat.twisted import resume_reading, set_high_water, write_buffered
 from wsecho.ws.account import Account
 
 # How much is read from a socket at a time, and how much may wait in a
@@ -76,7 +76,7 @@ class FlowControl:
         Read from the client although its echoes wait (to see its close
         frame after ours).
         """
-        self._transport.resumeProducing()
+        resume_reading(self._transport)
 
     def pauseProducing(self) -> None:
         # TCP transports stop reading; TLS passes it on to the TCP one.
@@ -91,7 +91,7 @@ class FlowControl:
         self.paused = False
         self._account.writes_drained()
         self.stopProducing()
-        self._transport.resumeProducing()
+        resume_reading(self._transport)
 
     def stopProducing(self) -> None:
         if self._timer is not None:

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from wsecho._compat import autobahn, autobahn_closing
-from wsecho._compat.twisted import can_send_now, send_now
+from wsecho._compat.twisted import can_send_now, resume_reading, send_now
 from wsecho.wire.deflate import INFLATE_STEP
 from wsecho.ws import costs
 from wsecho.ws.account import Account
@@ -246,7 +246,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
                 self._take(data)
         self._end_turn()
         if not turns.waiting and self.flow is not None and not self.flow.paused:
-            transport.resumeProducing()
+            resume_reading(transport)
 
     def _step(self, fast: FastPath) -> bool:
         # Go on with the compressed message under way: whether it is done.
