@@ -66,7 +66,7 @@ class Peer:
     path: str = "/socket"
     scheme: str = "ws"
     scenarios: tuple[str, ...] = HTTP11_SCENARIOS
-    deflate_command: list[str] | None = None  # for S7, if it differs
+    deflate_command: list[str] | None = None  # for S7 and S8, if it differs
     env: dict[str, str] = field(default_factory=dict)
     missing: str = ""  # why it cannot run here
     # Pinned to the server's core; the --workers peers may use every core
@@ -77,7 +77,7 @@ class Peer:
 
     def argv(self, port: int, scenario: str) -> list[str]:
         command = self.command
-        if scenario.startswith("S7") and self.deflate_command:
+        if scenario.startswith(("S7", "S8")) and self.deflate_command:
             command = self.deflate_command
         return [part.replace("{port}", str(port)) for part in command]
 
