@@ -233,6 +233,11 @@ class Metrics:
             ["http"],
             registry=registry,
         )
+        # Its children, made once: labels() at each handshake costs more
+        # than the count.
+        self.opened_over = {
+            version: self.opened.labels(version) for version in ("1.1", "2")
+        }
         self.refusals = Counter(
             "wsecho_handshake_refusals",
             "Upgrade requests answered with an HTTP error, by reason.",

@@ -171,7 +171,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             return
         turns.begin()
         self._take(data)
-        if turns.pinged:  # Autobahn's path answered pings this turn
+        if turns.pings:  # Autobahn's path answered pings this turn
             self._end_turn()
 
     def _take(self, data: bytes) -> None:
@@ -197,7 +197,6 @@ class EchoServerProtocol(autobahn.ServerProtocol):
             assert self.progress is not None
             self.progress.watch()
         if read:
-            turns.spend(read + count * FRAME_WORK)
             autobahn.count_fast(self, read, written, count)
         if fast.deflating:
             autobahn.count_deflate(self, *fast.deflated())
@@ -206,6 +205,8 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         elif fast.yielded:
             turns.wait(rest)
         elif rest is not None:
+            # What the fast path did counts in the turn Autobahn goes on with.
+            turns.spend(read + count * FRAME_WORK)
             self._autobahn(rest)
 
     def _autobahn(self, data: bytes) -> None:
@@ -328,7 +329,7 @@ class EchoServerProtocol(autobahn.ServerProtocol):
         self._opened_at = time.monotonic()
         if self.account is not None:
             self.account.opened()
-        self.factory.context.metrics.opened.labels(self.http_version).inc()
+        self.factory.context.metrics.opened_over[self.http_version].inc()
         deflate = autobahn.deflate_of(self)
         if self.fast is not None and deflate is not None:
             self.fast.use_deflate(deflate, self.factory.settings.max_message_size)

@@ -31,57 +31,46 @@ class Turns:
         self._account = account
         self._scheduler = scheduler
         self._resume = resume
-        # The work done in this turn, the input left for the next one, and
-        # the pings of this turn (past PINGS_PER_READ, only the latest is
+        # The input left for the next turn, and the latest ping of this
+        # one not answered yet (past PINGS_PER_READ, only the latest is
         # answered, at the end of the turn: RFC 6455 5.5.3 allows it).
-        self._spent = 0
         self._held = b""
-        self._pings = 0
         self._last_ping: bytes | None = None
-        # Read by the protocol: the connection waits for its next turn.
+        # Read by the protocol (attributes, not properties: the echo of a
+        # small message reads them once each): whether the connection
+        # waits for its next turn, the work left in this turn (negative
+        # once over), and the pings of this turn.
         self.waiting = False
-
-    @property
-    def left(self) -> int:
-        """
-        The work left in this turn (negative once over).
-        """
-        return TURN_WORK - self._spent
-
-    @property
-    def pinged(self) -> bool:
-        """
-        Whether Autobahn's path answered pings in this turn.
-        """
-        return bool(self._pings)
+        self.left = TURN_WORK
+        self.pings = 0
 
     def begin(self) -> None:
         """
         A new turn: nothing spent yet.
         """
-        self._spent = 0
+        self.left = TURN_WORK
 
     def spend(self, work: int) -> None:
-        self._spent += work
+        self.left -= work
 
     def frame(self) -> None:
         """
         A frame was handled: every frame costs its share, an empty
         continuation too.
         """
-        self._spent += FRAME_WORK
+        self.left -= FRAME_WORK
 
     def over(self) -> bool:
-        return self._spent >= TURN_WORK
+        return self.left <= 0
 
     def ping(self, payload: bytes) -> bool:
         """
         A ping came: whether to answer it now (else the turn's latest ping
         is answered at its end, see L{last_ping}).
         """
-        self._spent += FRAME_WORK
-        self._pings += 1
-        if self._pings <= PINGS_PER_READ:
+        self.left -= FRAME_WORK
+        self.pings += 1
+        if self.pings <= PINGS_PER_READ:
             return True
         self._last_ping = payload
         return False
@@ -97,7 +86,7 @@ class Turns:
         """
         The end of a turn: the latest ping still to answer, taken.
         """
-        self._pings = 0
+        self.pings = 0
         return self.last_ping()
 
     def hold(self, data: bytes) -> None:
@@ -126,7 +115,7 @@ class Turns:
         The connection's next turn begins.
         """
         self.waiting = False
-        self._spent = 0
+        self.left = TURN_WORK
 
     def take_held(self) -> bytes:
         """
