@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from wsecho import _compat
-from wsecho._compat import autobahn, twisted
+from wsecho._compat import autobahn, h2, twisted
 
 
 def test_compat_finds_the_installed_libraries_as_it_knows_them() -> None:
@@ -23,7 +23,12 @@ def test_compat_finds_the_installed_libraries_as_it_knows_them() -> None:
     # Autobahn's head parser is strict from 26.11.1 on; before, the upgrade
     # at once is off (twisted.web reads every request).
     strict = tuple(int(n) for n in version("autobahn").split(".")[:3]) >= (26, 11, 1)
-    assert _compat.changed() == ([] if strict else ["autobahn handshake"])
+    # Twisted's HTTP/2 has what wsecho's needs (_terminate) from 26.10 on.
+    http2 = tuple(int(n) for n in version("twisted").split(".")[:2]) >= (26, 10)
+    expected = ([] if strict else ["autobahn handshake"]) + (
+        [] if http2 else ["twisted h2"]
+    )
+    assert _compat.changed() == expected
     assert autobahn.FAST_FRAMES and twisted.TCP_BUFFERS and twisted.TLS_RELOAD
 
 
@@ -41,7 +46,9 @@ def test_compat_notices_a_renamed_internal(monkeypatch: pytest.MonkeyPatch) -> N
     before = _compat.changed()
     monkeypatch.delattr(WebSocketProtocol, "_dataReceived")
     missing = autobahn._missing()
-    assert sorted(missing + twisted.MISSING) == sorted(["autobahn frames", *before])
+    assert sorted(missing + twisted.MISSING + h2.MISSING) == sorted(
+        ["autobahn frames", *before]
+    )
     monkeypatch.setattr(autobahn, "MISSING", missing)
     with capturedLogs() as events:
         warn_if_libraries_changed()
