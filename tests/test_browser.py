@@ -16,7 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from support import DEADLINE
-from support.browser import log_lines, start_chromium
+from support.browser import ECHO_SCRIPT, log_lines, start_chromium
 from support.certs import make_certificates
 from support.daemon import start_daemon
 
@@ -237,34 +237,12 @@ def test_chromium_as_a_client(browser, daemon) -> None:
     """
     browser.get(daemon.page)
     browser.set_script_timeout(DEADLINE)
-    result = browser.execute_async_script(
-        """
-        const [url, done] = arguments;
-        const big = new Uint8Array(1 << 20).map((_, i) => (i * 7919) & 255);
-        const messages = ["Hello, world!", new Uint8Array([0, 1, 2, 255]),
-                          "\\u00e9".repeat(1 << 19), big];
-        const same = (a, b) => typeof a === "string" ? a === b :
-          b instanceof ArrayBuffer && a.length === b.byteLength &&
-          new Uint8Array(b).every((x, i) => x === a[i]);
-        const ws = new WebSocket(url);
-        ws.binaryType = "arraybuffer";
-        let next = 0, echoed = 0;
-        ws.onopen = () => ws.send(messages[next]);
-        ws.onmessage = (event) => {
-          if (same(messages[next], event.data)) { echoed += 1; }
-          next += 1;
-          if (next < messages.length) { ws.send(messages[next]); }
-          else { ws.close(4000, "bye"); }
-        };
-        ws.onclose = (event) => done({echoed, code: event.code,
-          reason: event.reason, extensions: ws.extensions});
-        """,
-        daemon.url,
-    )
+    result = browser.execute_async_script(ECHO_SCRIPT, daemon.url, "bye")
     assert result == {
         "echoed": 4,
         "code": 4000,
         "reason": "bye",
         "extensions": result["extensions"],
+        "protocol": result["protocol"],
     }
     assert result["extensions"].startswith("permessage-deflate")

@@ -12,34 +12,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from support import DEADLINE
-from support.browser import log_lines, start_chromium
+from support.browser import ECHO_SCRIPT, log_lines, start_chromium
 from support.certs import make_certificates
 from support.daemon import start_daemon
 from support.h2wire import needs_http2
 
 # Each test starts real processes: deselected by -m "not system".
 pytestmark = [pytest.mark.system, needs_http2]
-
-_SCRIPT = """
-const [url, done] = arguments;
-const big = new Uint8Array(1 << 20).map((_, i) => (i * 7919) & 255);
-const messages = ["Hello over h2", new Uint8Array([0, 1, 2, 255]), big];
-const same = (a, b) => typeof a === "string" ? a === b :
-  b instanceof ArrayBuffer && a.length === b.byteLength &&
-  new Uint8Array(b).every((x, i) => x === a[i]);
-const ws = new WebSocket(url);
-ws.binaryType = "arraybuffer";
-let next = 0, echoed = 0;
-ws.onopen = () => ws.send(messages[next]);
-ws.onmessage = (event) => {
-  if (same(messages[next], event.data)) { echoed += 1; }
-  next += 1;
-  if (next < messages.length) { ws.send(messages[next]); }
-  else { ws.close(4000, "chromium-h2"); }
-};
-ws.onclose = (event) => done({echoed, code: event.code, reason: event.reason,
-  protocol: performance.getEntriesByType("navigation")[0].nextHopProtocol});
-"""
 
 
 @pytest.fixture
@@ -94,17 +73,20 @@ def test_chromium_websocket_over_h2(browser, tls_daemon) -> None:
         )
     )
     browser.set_script_timeout(DEADLINE)
-    result = browser.execute_async_script(_SCRIPT, f"wss://127.0.0.1:{port}/socket")
+    result = browser.execute_async_script(
+        ECHO_SCRIPT, f"wss://127.0.0.1:{port}/socket", "chromium-h2"
+    )
     assert result == {
-        "echoed": 3,
+        "echoed": 4,
         "code": 4000,
         "reason": "chromium-h2",
+        "extensions": result["extensions"],
         "protocol": "h2",
     }
     line = tls_daemon.wait_for("reason='chromium-h2'")
     assert " code=4000 " in line and " clean=True " in line, line
     assert re.search(r" http=2\b", line), line
-    assert "messages=3/3" in line, line
+    assert "messages=4/4" in line, line
     # Chromium gone, the console's WebSocket (which navigating away leaves
     # open on the h2 connection) ends with it, also logged as over h2.
     browser.quit()

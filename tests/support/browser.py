@@ -13,6 +13,34 @@ from typing import Any
 
 from . import DEADLINE, require
 
+# Chromium's own WebSocket to arguments[0]: text, binary, 1 MiB of UTF-8
+# text and 1 MiB of binary, each checked against its echo, then a close
+# with 4000 and arguments[1]; the result: how many came back as sent, the
+# close code and reason, the extensions agreed, and the HTTP version the
+# page came over.
+ECHO_SCRIPT = """
+const [url, reason, done] = arguments;
+const big = new Uint8Array(1 << 20).map((_, i) => (i * 7919) & 255);
+const messages = ["Hello, world!", new Uint8Array([0, 1, 2, 255]),
+                  "\\u00e9".repeat(1 << 19), big];
+const same = (a, b) => typeof a === "string" ? a === b :
+  b instanceof ArrayBuffer && a.length === b.byteLength &&
+  new Uint8Array(b).every((x, i) => x === a[i]);
+const ws = new WebSocket(url);
+ws.binaryType = "arraybuffer";
+let next = 0, echoed = 0;
+ws.onopen = () => ws.send(messages[next]);
+ws.onmessage = (event) => {
+  if (same(messages[next], event.data)) { echoed += 1; }
+  next += 1;
+  if (next < messages.length) { ws.send(messages[next]); }
+  else { ws.close(4000, reason); }
+};
+ws.onclose = (event) => done({echoed, code: event.code, reason: event.reason,
+  extensions: ws.extensions,
+  protocol: performance.getEntriesByType("navigation")[0].nextHopProtocol});
+"""
+
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 # Where .ci/run installs axe-core (npm install --prefix tests axe-core);
 # WSECHO_AXE names another copy of axe.min.js.
