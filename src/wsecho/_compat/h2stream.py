@@ -197,7 +197,7 @@ class StreamTransport:
             self._answered = True
             self._answer(head, rest)
             return
-        self.connection.writeDataToStream(self.streamID, data)
+        self.connection.send(self.streamID, data)
 
     def _answer(self, head: bytes, body: bytes) -> None:
         status, headers = handshake_answer(head)
