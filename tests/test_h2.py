@@ -8,6 +8,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 
+import h2.errors
+import h2.events
 import h2.settings
 import pytest
 
@@ -230,3 +232,66 @@ def test_flow_control_stops_reading_one_stream_only() -> None:
     assert budget.used > 0
     frames, _ = parse_frames(client.data.get(slow, b""))
     assert frames  # some echoes came, up to the client's window
+
+
+def test_the_protocol_token_is_read_without_regard_to_case() -> None:
+    """
+    :protocol "WebSocket" (a proxy passing an HTTP/1.1 client's Upgrade on
+    as written) opens a WebSocket, as "websocket" does.
+    """
+    client = _client()
+    stream = client.websocket(protocol="WebSocket")
+    assert client.status(stream) == "200"
+    client.send(stream, frame(1, b"hi"))
+    assert client.messages(stream, 1) == [(1, b"hi")]
+
+
+class _AckingEachFrame(MemoryH2):
+    """
+    A client that answers every DATA frame it reads with two WINDOW_UPDATEs,
+    the stream's and the connection's, as HAProxy does.
+    """
+
+    def handle(self, events: list[object]) -> None:
+        super().handle(events)  # type: ignore[arg-type]
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                size = event.flow_controlled_length
+                if size:
+                    self.conn.increment_flow_control_window(size, event.stream_id)
+                    self.conn.increment_flow_control_window(size)
+
+
+def test_window_updates_answering_each_data_frame_keep_the_connection() -> None:
+    """
+    Three thousand small echoes, then a 4 MB message, to a client that
+    acknowledges each DATA frame with two WINDOW_UPDATEs: the connection is
+    kept (those WINDOW_UPDATEs are not a control-frame flood).
+    """
+    client = _AckingEachFrame(make_site(EchoSettings()))
+    _clients.append(client)
+    client.reading = set()  # no WINDOW_UPDATE but those of handle()
+    stream = client.websocket()
+    for i in range(3000):
+        client.send(stream, frame(1, b"echo %d" % i))
+        assert client.messages(stream, 1) == [(1, b"echo %d" % i)]
+    big = bytes(range(256)) * (4 * 4096)
+    client.send(stream, frame(2, big))
+    assert client.messages(stream, 1) == [(2, big)]
+    assert client.goaway is None
+    assert not client.closed
+
+
+def test_useless_window_updates_are_still_a_flood() -> None:
+    """
+    WINDOW_UPDATEs that answer no DATA frame sent (nothing in flight) count
+    as control frames: a thousand and more end the connection with
+    ENHANCE_YOUR_CALM.
+    """
+    client = _client()
+    client.websocket()
+    for _ in range(1100):
+        client.conn.increment_flow_control_window(1)
+    client.flush()
+    assert client.goaway is not None
+    assert client.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM

@@ -121,12 +121,6 @@ def test_http11_clients_relayed_over_h2(proxied):
     assert " code=4001 " in line and re.search(r" http=2\b", line), line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h2-server counts WINDOW_UPDATE in its control-frame flood budget "
-    "(100/s, burst 1000); HAProxy sends two per DATA frame it reads, so the "
-    "connection ends with ENHANCE_YOUR_CALM after some 500 echoes",
-)
 def test_many_echoes_through_haproxy_h2(proxied):
     """
     Three thousand small echoes in a row, then an 8 MB one, through HAProxy
