@@ -295,3 +295,26 @@ def test_useless_window_updates_are_still_a_flood() -> None:
     client.flush()
     assert client.goaway is not None
     assert client.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-read", "two-reads"])
+def test_a_fragmented_ping_fails_the_websocket_and_what_follows_is_dropped(
+    together: bool,
+) -> None:
+    """
+    A ping in two fragments (TestSuite 5.1) is answered with a close 1002,
+    and the continuation frame after it, in the same DATA frame or the
+    next, is dropped: it does not reach Autobahn's parser after the
+    WebSocket's connection is lost (it raised "Mask must be exactly 4
+    bytes").
+    """
+    client = _client()
+    stream = client.websocket()
+    first, second = frame(9, b"fragment1", fin=False), frame(0, b"fragment2")
+    if together:
+        client.send(stream, first + second)
+    else:
+        client.send(stream, first)
+        client.send(stream, second)
+    assert client.messages(stream, 1) == [(8, b"\x03\xeafragmented control frame")]
+    assert client.server.site.context.registry.connections == set()

@@ -391,14 +391,20 @@ class H2Connection(_http2.H2Connection):
         queue = self._outboundStreamQueues.get(stream_id)
         if queue is None:
             return
-        if not queue and self._consumerBlocked is None and not self._bufferedControlFrames:
+        if (
+            not queue
+            and self._consumerBlocked is None
+            and not self._bufferedControlFrames
+        ):
             conn = self.conn
             window = conn.local_flow_control_window(stream_id)
             frame = conn.max_outbound_frame_size
             at = 0
             while at < len(data) and window > 0:
                 size = min(window, frame, len(data) - at)
-                conn.send_data(stream_id, data[at : at + size] if size < len(data) else data)
+                conn.send_data(
+                    stream_id, data[at : at + size] if size < len(data) else data
+                )
                 self.frames_sent(1)
                 at += size
                 window -= size
