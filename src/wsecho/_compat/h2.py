@@ -397,17 +397,21 @@ class H2Connection(_http2.H2Connection):
             and not self._bufferedControlFrames
         ):
             conn = self.conn
-            window = conn.local_flow_control_window(stream_id)
             frame = conn.max_outbound_frame_size
             at = 0
-            while at < len(data) and window > 0:
-                size = min(window, frame, len(data) - at)
-                conn.send_data(
-                    stream_id, data[at : at + size] if size < len(data) else data
-                )
-                self.frames_sent(1)
-                at += size
-                window -= size
+            try:
+                window = conn.local_flow_control_window(stream_id)
+                while at < len(data) and window > 0:
+                    size = min(window, frame, len(data) - at)
+                    chunk = data[at : at + size] if size < len(data) else data
+                    conn.send_data(stream_id, chunk)
+                    self.frames_sent(1)
+                    at += size
+                    window -= size
+            except h2.exceptions.StreamClosedError:
+                # Reset by the client in this very read: its RST_STREAM's
+                # event, next, loses the WebSocket.
+                return
             if at:
                 data = data[at:]
                 if not self._gathering:
