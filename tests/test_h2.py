@@ -252,21 +252,35 @@ class _AckingEachFrame(MemoryH2):
     the stream's and the connection's, as HAProxy does.
     """
 
+    parts = 1
+
     def handle(self, events: list[object]) -> None:
         super().handle(events)  # type: ignore[arg-type]
         for event in events:
             if isinstance(event, h2.events.DataReceived):
                 size = event.flow_controlled_length
                 if size:
-                    self.conn.increment_flow_control_window(size, event.stream_id)
-                    self.conn.increment_flow_control_window(size)
+                    # In parts, as a proxy's buffer drains.
+                    part = size // self.parts
+                    for n in range(self.parts):
+                        last = n == self.parts - 1
+                        step = size - part * n if last else part
+                        if step:
+                            self.conn.increment_flow_control_window(
+                                step, event.stream_id
+                            )
+                            self.conn.increment_flow_control_window(step)
 
 
-def test_window_updates_answering_each_data_frame_keep_the_connection() -> None:
+@pytest.mark.parametrize("parts", [1, 4])
+def test_window_updates_answering_each_data_frame_keep_the_connection(
+    parts: int,
+) -> None:
     """
     Three thousand small echoes, then a 4 MB message, to a client that
-    acknowledges each DATA frame with two WINDOW_UPDATEs: the connection is
-    kept (those WINDOW_UPDATEs are not a control-frame flood).
+    acknowledges each DATA frame with two WINDOW_UPDATEs (or two per quarter
+    of it): the connection is kept (those WINDOW_UPDATEs are not a
+    control-frame flood).
     """
     client = _AckingEachFrame(make_site(EchoSettings()))
     _clients.append(client)
@@ -276,6 +290,7 @@ def test_window_updates_answering_each_data_frame_keep_the_connection() -> None:
         client.send(stream, frame(1, b"echo %d" % i))
         assert client.messages(stream, 1) == [(1, b"echo %d" % i)]
     big = bytes(range(256)) * (4 * 4096)
+    client.parts = parts  # its 16 KiB frames
     client.send(stream, frame(2, big))
     assert client.messages(stream, 1) == [(2, big)]
     assert client.goaway is None

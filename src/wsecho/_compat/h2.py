@@ -86,9 +86,12 @@ _CONTROL_EVENTS = (
 # A peer's WINDOW_UPDATEs (non-zero) answer the DATA frames it was sent:
 # each frame sent lets it send ACKS_PER_FRAME of them outside the control
 # budget (HAProxy sends one for the stream and one for the connection per
-# DATA frame it reads), up to ACKS_OWED_MAX owed at once. Any others are
-# control frames like a PING.
+# DATA frame it reads), and one more per ACK_BYTES of it (a large frame is
+# acknowledged in parts as the peer's buffer drains: HAProxy ended a 16 MB
+# echo with ENHANCE_YOUR_CALM on 2 per frame), up to ACKS_OWED_MAX owed at
+# once. Any others are control frames like a PING.
 ACKS_PER_FRAME = 2
+ACK_BYTES = 1024
 ACKS_OWED_MAX = 16 * CONTROL_BURST
 
 
@@ -326,12 +329,15 @@ class H2Connection(_http2.H2Connection):
                 self.priority.block(stream_id)
         before = self.conn.outbound_flow_control_window
         super()._sendPrioritisedData(*args)
-        if self.conn.outbound_flow_control_window < before:
-            self.frames_sent(1)  # Twisted's loop sends a frame a turn
+        sent = before - self.conn.outbound_flow_control_window
+        if sent > 0:
+            self.frames_sent(1, sent)  # Twisted's loop sends a frame a turn
 
-    def frames_sent(self, count: int) -> None:
-        # DATA frames sent: the peer may acknowledge them (ACKS_PER_FRAME).
-        self._acks_owed = min(ACKS_OWED_MAX, self._acks_owed + ACKS_PER_FRAME * count)
+    def frames_sent(self, count: int, size: int) -> None:
+        # DATA frames sent: the peer may acknowledge them (ACKS_PER_FRAME,
+        # ACK_BYTES).
+        owed = self._acks_owed + ACKS_PER_FRAME * count + size // ACK_BYTES
+        self._acks_owed = min(ACKS_OWED_MAX, owed)
 
     def _handleWindowUpdate(self, event: Any) -> None:
         super()._handleWindowUpdate(event)
@@ -405,7 +411,7 @@ class H2Connection(_http2.H2Connection):
                     size = min(window, frame, len(data) - at)
                     chunk = data[at : at + size] if size < len(data) else data
                     conn.send_data(stream_id, chunk)
-                    self.frames_sent(1)
+                    self.frames_sent(1, size)
                     at += size
                     window -= size
             except h2.exceptions.StreamClosedError:
