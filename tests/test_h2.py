@@ -295,6 +295,8 @@ def test_window_updates_answering_each_data_frame_keep_the_connection(
     assert client.messages(stream, 1) == [(2, big)]
     assert client.goaway is None
     assert not client.closed
+    # Its heap trim, on the global reactor, is not left for later tests.
+    client.server.site.context.stop()
 
 
 def test_useless_window_updates_are_still_a_flood() -> None:
