@@ -149,6 +149,7 @@ def peers(build_dir: Path) -> list[Peer]:
         Peer(
             "wsecho-base",
             [base or "-", "-n", "--pidfile=", "wsecho", "--port", "{port}"],
+            scenarios=tuple(ALL_SCENARIOS),  # h2's too: it is wsecho
             default=False,
             missing="" if base else "BENCH_BASE_TWISTD names no twistd",
         ),

@@ -8,6 +8,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 
+import h2.errors
+import h2.events
 import h2.settings
 import pytest
 from twisted.internet.error import ConnectionDone
@@ -367,3 +369,106 @@ def test_the_handshake_is_translated() -> None:
         b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n"
     )
     assert (status, headers) == (400, [(b"content-type", b"text/plain")])
+
+
+def test_the_protocol_token_is_read_without_regard_to_case() -> None:
+    """
+    :protocol "WebSocket" (a proxy passing an HTTP/1.1 client's Upgrade on
+    as written) opens a WebSocket, as "websocket" does.
+    """
+    client = _client()
+    stream = client.websocket(protocol="WebSocket")
+    assert client.status(stream) == "200"
+    client.send(stream, frame(1, b"hi"))
+    assert client.messages(stream, 1) == [(1, b"hi")]
+
+
+class _AckingEachFrame(MemoryH2):
+    """
+    A client that answers every DATA frame it reads with two WINDOW_UPDATEs,
+    the stream's and the connection's, as HAProxy does.
+    """
+
+    parts = 1
+
+    def handle(self, events: list[object]) -> None:
+        super().handle(events)  # type: ignore[arg-type]
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                size = event.flow_controlled_length
+                if size:
+                    # In parts, as a proxy's buffer drains.
+                    part = size // self.parts
+                    for n in range(self.parts):
+                        last = n == self.parts - 1
+                        step = size - part * n if last else part
+                        if step:
+                            self.conn.increment_flow_control_window(
+                                step, event.stream_id
+                            )
+                            self.conn.increment_flow_control_window(step)
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+def test_window_updates_answering_each_data_frame_keep_the_connection(
+    parts: int,
+) -> None:
+    """
+    Three thousand small echoes, then a 4 MB message, to a client that
+    acknowledges each DATA frame with two WINDOW_UPDATEs (or two per quarter
+    of it): the connection is kept (those WINDOW_UPDATEs are not a
+    control-frame flood).
+    """
+    client = _AckingEachFrame(make_site(EchoSettings()))
+    _clients.append(client)
+    client.reading = set()  # no WINDOW_UPDATE but those of handle()
+    stream = client.websocket()
+    for i in range(3000):
+        client.send(stream, frame(1, b"echo %d" % i))
+        assert client.messages(stream, 1) == [(1, b"echo %d" % i)]
+    big = bytes(range(256)) * (4 * 4096)
+    client.parts = parts  # its 16 KiB frames
+    client.send(stream, frame(2, big))
+    assert client.messages(stream, 1) == [(2, big)]
+    assert client.goaway is None
+    assert not client.closed
+    # Its heap trim, on the global reactor, is not left for later tests.
+    client.server.site.context.stop()
+
+
+def test_useless_window_updates_are_still_a_flood() -> None:
+    """
+    WINDOW_UPDATEs that answer no DATA frame sent (nothing in flight) count
+    as control frames: a thousand and more end the connection with
+    ENHANCE_YOUR_CALM.
+    """
+    client = _client()
+    client.websocket()
+    for _ in range(1100):
+        client.conn.increment_flow_control_window(1)
+    client.flush()
+    assert client.goaway is not None
+    assert client.goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-read", "two-reads"])
+def test_a_fragmented_ping_fails_the_websocket_and_what_follows_is_dropped(
+    together: bool,
+) -> None:
+    """
+    A ping in two fragments (TestSuite 5.1) is answered with a close 1002,
+    and the continuation frame after it, in the same DATA frame or the
+    next, is dropped: it does not reach Autobahn's parser after the
+    WebSocket's connection is lost (it raised "Mask must be exactly 4
+    bytes").
+    """
+    client = _client()
+    stream = client.websocket()
+    first, second = frame(9, b"fragment1", fin=False), frame(0, b"fragment2")
+    if together:
+        client.send(stream, first + second)
+    else:
+        client.send(stream, first)
+        client.send(stream, second)
+    assert client.messages(stream, 1) == [(8, b"\x03\xeafragmented control frame")]
+    assert client.server.site.context.registry.connections == set()

@@ -196,15 +196,7 @@ def test_node_http2(servers, secure):
     "secure",
     [
         pytest.param(False, id="clear"),
-        pytest.param(
-            True,
-            id="tls",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="h2-server: the shutdown's close over h2 and TLS ends in "
-                "an Unhandled Error in twisted.protocols.tls (bio_read on None)",
-            ),
-        ),
+        pytest.param(True, id="tls"),
     ],
 )
 def test_shutdown_with_a_websocket_open_over_h2(tmp_path, secure):

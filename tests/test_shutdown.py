@@ -262,3 +262,26 @@ def test_drain_delay(tmp_path, workers) -> None:
         assert closed.value.rcvd.code == 1012
         assert time.monotonic() - signalled >= 5
     assert daemon.process.wait(timeout=DEADLINE) == 0
+
+
+def test_drained_a_turn_after_the_last_connection_is_forgotten() -> None:
+    """
+    The drain fires in the reactor's next turn, not from within the last
+    connection's own connectionLost: what it resumes (the reactor's shutdown,
+    which loses every transport) would otherwise pull that connection's TLS
+    state from under the read it runs in (over HTTP/2 and TLS).
+    """
+    from twisted.internet.task import Clock
+
+    registry = make_site(EchoSettings()).context.registry
+    protocol: Any = type("Stub", (), {"going_away": lambda self, code: None})()
+    registry.connections.add(protocol)
+    clock = Clock()
+    drained = registry.drain(10, clock)
+    fired: list[object] = []
+    drained.addCallback(fired.append)
+    registry.forget(protocol)
+    assert fired == []
+    clock.advance(0)
+    assert fired == [None]
+    assert not clock.getDelayedCalls()

@@ -97,10 +97,11 @@ def connect_headers(
     scheme: str = "http",
     extra: list[tuple[str, str]] | None = None,
     version: str = "13",
+    protocol: str = "websocket",
 ) -> list[tuple[str, str]]:
     return [
         (":method", "CONNECT"),
-        (":protocol", "websocket"),
+        (":protocol", protocol),
         (":scheme", scheme),
         (":path", path),
         (":authority", authority),

@@ -83,9 +83,16 @@ _CONTROL_EVENTS = (
     h2.events.UnknownFrameReceived,
 )
 
-# A client's WINDOW_UPDATE frames answer the data it was sent: every
-# WINDOW_CREDIT bytes sent earn one more.
-WINDOW_CREDIT = 8192
+# A peer's WINDOW_UPDATEs (non-zero) answer the DATA frames it was sent:
+# each frame sent lets it send ACKS_PER_FRAME of them outside the control
+# budget (HAProxy sends one for the stream and one for the connection per
+# DATA frame it reads), and one more per ACK_BYTES of it (a large frame is
+# acknowledged in parts as the peer's buffer drains: HAProxy ended a 16 MB
+# echo with ENHANCE_YOUR_CALM on 2 per frame), up to ACKS_OWED_MAX owed at
+# once. Any others are control frames like a PING.
+ACKS_PER_FRAME = 2
+ACK_BYTES = 1024
+ACKS_OWED_MAX = 16 * CONTROL_BURST
 
 
 def _is_control(event: Any) -> bool:
@@ -143,6 +150,7 @@ class H2Connection(_http2.H2Connection):
         # must not stop the others.
         self._connection_window = max_streams * window
         self.control_tokens = float(CONTROL_BURST)
+        self._acks_owed = 0
         self._control_at = reactor.seconds()
         # Called with a stream's id once it is done (both ends closed, or
         # reset): wsecho.http.h2 rearms its idle deadline.
@@ -172,10 +180,31 @@ class H2Connection(_http2.H2Connection):
     def _events(self, events: list[Any]) -> None:
         # Twisted's dataReceived, for events on streams it has let go of
         # too (its own raises KeyError), and with control frames limited.
-        control = sum(_is_control(e) for e in events)
+        # What the events make h2 write (echoes, WINDOW_UPDATEs, answers)
+        # is written once, at the end, not once per event.
+        control = 0
+        acks = 0
+        for event in events:
+            if isinstance(event, h2.events.WindowUpdated) and event.delta:
+                acks += 1
+            elif _is_control(event):
+                control += 1
+        if acks:
+            free = min(acks, self._acks_owed)
+            self._acks_owed -= free
+            control += acks - free
         if control and not self._spend(control):
             self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many control frames")
             return
+        self._gathering = True
+        try:
+            self._dispatch(events)
+        finally:
+            self._gathering = False
+        if self.transport is not None:
+            self._tryToWriteControlData()
+
+    def _dispatch(self, events: list[Any]) -> None:
         for event in events:
             if self.transport is None:
                 return
@@ -208,8 +237,6 @@ class H2Connection(_http2.H2Connection):
                     _cancelTimeouts=False,
                 )
                 return
-        if self.transport is not None:
-            self._tryToWriteControlData()
 
     def _spend(self, count: int) -> bool:
         now = self._reactor.seconds()
@@ -317,9 +344,13 @@ class H2Connection(_http2.H2Connection):
         super()._sendPrioritisedData(*args)
         sent = before - self.conn.outbound_flow_control_window
         if sent > 0:
-            self.control_tokens = min(
-                float(CONTROL_BURST), self.control_tokens + sent / WINDOW_CREDIT
-            )
+            self.frames_sent(1, sent)  # Twisted's loop sends a frame a turn
+
+    def frames_sent(self, count: int, size: int) -> None:
+        # DATA frames sent: the peer may acknowledge them (ACKS_PER_FRAME,
+        # ACK_BYTES).
+        owed = self._acks_owed + ACKS_PER_FRAME * count + size // ACK_BYTES
+        self._acks_owed = min(ACKS_OWED_MAX, owed)
 
     def _handleWindowUpdate(self, event: Any) -> None:
         super()._handleWindowUpdate(event)
@@ -368,8 +399,61 @@ class H2Connection(_http2.H2Connection):
         return sum(len(chunk) for chunk in queue if isinstance(chunk, bytes))
 
     def open_window(self, stream_id: int, size: int) -> None:
+        # h2 answers with WINDOW_UPDATEs only once half a window is read
+        # (its WindowManager): most calls write nothing.
         if size and stream_id in self.streams and self.transport is not None:
-            self.openStreamWindow(stream_id, size)
+            self.conn.acknowledge_received_data(size, stream_id)
+            if not self._gathering:
+                self._tryToWriteControlData()
+
+    # Within _events: what h2 has to send is written at its end.
+    _gathering = False
+
+    def send(self, stream_id: int, data: bytes) -> None:
+        """
+        Send C{data} on a WebSocket stream: at once, in DATA frames made by
+        h2, as far as the windows allow and nothing of the stream waits;
+        the rest in Twisted's queue, sent by its loop as windows open.
+
+        Twisted's own path (writeDataToStream) queues every write and sends
+        it a reactor turn later, a frame at a time, each with its own
+        C{transport.write}, through the priority tree and a Deferred: most
+        of the cost of a small echo over h2. WebSocket streams carry no
+        priorities worth the tree (RFC 9113 deprecates them).
+        """
+        queue = self._outboundStreamQueues.get(stream_id)
+        if queue is None:
+            return
+        if (
+            not queue
+            and self._consumerBlocked is None
+            and not self._bufferedControlFrames
+        ):
+            conn = self.conn
+            frame = conn.max_outbound_frame_size
+            at = 0
+            try:
+                window = conn.local_flow_control_window(stream_id)
+                while at < len(data) and window > 0:
+                    size = min(window, frame, len(data) - at)
+                    chunk = data[at : at + size] if size < len(data) else data
+                    conn.send_data(stream_id, chunk)
+                    self.frames_sent(1, size)
+                    at += size
+                    window -= size
+            except h2.exceptions.StreamClosedError:
+                # Reset by the client in this very read: its RST_STREAM's
+                # event, next, loses the WebSocket.
+                return
+            if at:
+                data = data[at:]
+                if not self._gathering:
+                    self._tryToWriteControlData()
+            if not data:
+                if window <= 0:
+                    self.streams[stream_id].flowControlBlocked()
+                return
+        self.writeDataToStream(stream_id, data)
 
     def send_headers(
         self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False

@@ -62,6 +62,13 @@ class StreamTransport:
         # Nothing is read before a protocol is attached.
         self._reading = False
         self._lost = False
+        # Within the protocol's dataReceived: a loss it causes (its
+        # loseConnection ends a stream the client had ended) is told once
+        # it returns, as TCP's is a reactor turn later, never from within
+        # (Autobahn's parser, failing a frame, reads on over a buffer its
+        # connectionLost empties: "Mask must be exactly 4 bytes").
+        self._delivering = False
+        self._loss: tuple[Any, Failure] | None = None
 
     def attach(self, protocol: Any, request: bytes) -> None:
         """
@@ -98,16 +105,27 @@ class StreamTransport:
     # --- for H2Connection ------------------------------------------------
 
     def receiveDataChunk(self, data: bytes, flow_controlled: int) -> None:
-        if self.disconnecting and self.protocol is None:
-            # Refused: what the client sends is dropped.
+        if self._lost or (self.disconnecting and self.protocol is None):
+            # Refused, or the WebSocket is gone: what the client sends is
+            # dropped (the connection's window bounds it).
             self.connection.open_window(self.streamID, flow_controlled)
             return
         if not self._reading or self._inbound:
             self._inbound.append((data, flow_controlled))
             self._inbound_size += len(data)
             return
-        self.protocol.dataReceived(data)
+        self._deliver(data)
         self.connection.open_window(self.streamID, flow_controlled)
+
+    def _deliver(self, data: bytes) -> None:
+        self._delivering = True
+        try:
+            self.protocol.dataReceived(data)
+        finally:
+            self._delivering = False
+            loss, self._loss = self._loss, None
+            if loss is not None:
+                loss[0].connectionLost(loss[1])
 
     def requestComplete(self) -> None:
         # The client ended its side (END_STREAM): as a TCP FIN.
@@ -144,7 +162,10 @@ class StreamTransport:
             self.producer.stopProducing()
         self.producer = None
         if protocol is not None:
-            protocol.connectionLost(reason)
+            if self._delivering:
+                self._loss = (protocol, reason)
+            else:
+                protocol.connectionLost(reason)
 
     def windowUpdated(self) -> None:
         if self._blocked and self.connection.remainingOutboundWindow(self.streamID) > 0:
@@ -197,7 +218,7 @@ class StreamTransport:
             self._answered = True
             self._answer(head, rest)
             return
-        self.connection.writeDataToStream(self.streamID, data)
+        self.connection.send(self.streamID, data)
 
     def _answer(self, head: bytes, body: bytes) -> None:
         status, headers = handshake_answer(head)
@@ -264,7 +285,7 @@ class StreamTransport:
             data, flow_controlled = self._inbound.pop(0)
             self._inbound_size -= len(data)
             consumed += flow_controlled
-            self.protocol.dataReceived(data)
+            self._deliver(data)
         if not self._lost:
             self.connection.open_window(self.streamID, consumed)
             if self._ended and not self._inbound:

@@ -294,7 +294,10 @@ class EchoResource(Resource):
             )
         path = header(":path") or ""
         refusal: Refusal | None
-        if header(":protocol") != "websocket":
+        # RFC 8441's token is "websocket", but a proxy passes on the
+        # client's Upgrade as written ("WebSocket": Autobahn, HAProxy), and
+        # RFC 6455 4.2.1 reads it without regard to case.
+        if (header(":protocol") or "").lower() != "websocket":
             refusal = Refusal(
                 "not_websocket",
                 501,

@@ -39,6 +39,7 @@ class Registry:
         self._slots: set[EchoServerProtocol] = set()
         self._per_address: Counter[str] = Counter()
         self._drained: list[Deferred[None]] = []
+        self._clock: IReactorTime | None = None
         # With --workers: the parent, which holds the daemon's connection
         # slots (a wsecho.daemon.workers.links.ParentLink).
         self.link: Any = None
@@ -104,10 +105,16 @@ class Registry:
         C{protocol}'s connection is gone.
         """
         self.connections.discard(protocol)
-        if self.draining and not self.connections:
+        clock = self._clock
+        if self.draining and not self.connections and clock is not None:
+            # Fired a reactor turn later, not from here: this runs within
+            # the last connection's own read (over HTTP/2 and TLS, inside
+            # TLS's read loop), and what the drain resumes (the reactor's
+            # shutdown: every transport lost at once) would pull that
+            # connection's TLS state from under the read.
             waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
+            if waiting:
+                clock.callLater(0, _fire, waiting)
 
     def drain(
         self, timeout: float, clock: IReactorTime, code: int = 1001
@@ -119,6 +126,7 @@ class Registry:
         """
         self.draining = True
         self.ready = False
+        self._clock = clock
         for protocol in list(self.connections):
             try:
                 protocol.going_away(code)
@@ -148,3 +156,8 @@ class Registry:
                 timer.cancel()
 
         return done.addCallback(stop_timer)
+
+
+def _fire(waiting: list[Deferred[None]]) -> None:
+    for d in waiting:
+        d.callback(None)
