@@ -50,3 +50,19 @@ def served_certificates(tmp_path):
         f"privateKey={paths['key']}:certKey={paths['cert']}"
     )
     return paths
+
+
+@pytest.fixture(autouse=True)
+def _global_reactor_left_as_found():
+    """
+    In-memory tests that make a site on the global reactor leave no timer
+    of theirs on it (a progress deadline, a heap trim): trial's tests that
+    come after would find the reactor unclean.
+    """
+    from twisted.internet import reactor
+
+    before = set(reactor.getDelayedCalls())
+    yield
+    for call in reactor.getDelayedCalls():
+        if call not in before and call.active():
+            call.cancel()

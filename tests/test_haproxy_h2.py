@@ -166,7 +166,7 @@ def _wstest() -> str:
 
 @pytest.mark.skipif(
     os.environ.get("WSECHO_FULL_TESTSUITE") != "1",
-    reason="every TestSuite case (minutes): tox -e autobahn sets WSECHO_FULL_TESTSUITE=1",
+    reason="every TestSuite case (minutes): tox -e autobahn-h2 sets WSECHO_FULL_TESTSUITE=1",
 )
 def test_testsuite_through_haproxy_h2(proxied, tmp_path):
     """
