@@ -6,8 +6,8 @@ Its hooks delegate to parts that each own their state: L{FastPath} (bytes
 in, echoes out, between messages), L{FlowControl} (the transport's
 producer and the slow-client timer), L{Account} (what the connection holds
 on the process's memory budget), L{ProgressDeadline} (an unfinished
-message must progress) and L{CloseReport} (the summary the close line and
-the metrics read). What it needs of Autobahn beyond Autobahn's
+message must progress), L{Turns} (its share of the reactor) and
+L{CloseReport} (the summary the close line and the metrics read). What it needs of Autobahn beyond Autobahn's
 public hooks goes through L{wsecho._compat.autobahn}.
 """
 
