@@ -25,7 +25,7 @@ from wsecho._compat.twisted import (
     take_over,
     write_buffered,
 )
-from wsecho.http.h2 import H2Channel, speaks_h2
+from wsecho.http.h2 import H2Channel, speaks_h2, undecided
 from wsecho.http.pages import Health, Misdirected
 from wsecho.http.policy import ProxyTrust, authority
 from wsecho.text import printable
@@ -137,6 +137,8 @@ class Channel(http.HTTPChannel):
     _deadline: IDelayedCall | None = None
     _abort_timer: IDelayedCall | None = None
     _received = False
+    # A first read too short to tell HTTP/2's preface (wsecho.http.h2.undecided).
+    _start = b""
     # The connection's fixed cost on the budget (see wsecho.ws.costs); what
     # its client sent, and when, as the budget ranks holders.
     fixed_cost = 0
@@ -262,6 +264,11 @@ class Channel(http.HTTPChannel):
             self.site.context.metrics.refusals.labels("bad_handshake").inc()
             self._answer_and_close(b"400 Bad Request")
             return
+        if not self._received and self.site.h2_connect is not None:
+            data, self._start = self._start + data, b""
+            if undecided(self.transport, data):
+                self._start = data
+                return
         first, self._received = not self._received, True
         self.sent += len(data)
         self.progressed_at = self.site.context.clock.seconds()

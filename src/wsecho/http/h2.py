@@ -48,6 +48,14 @@ def speaks_h2(transport: Any, data: bytes) -> bool:
     return negotiated_h2(transport) or data.startswith(PREFACE[:14])
 
 
+def undecided(transport: Any, data: bytes) -> bool:
+    """
+    Whether a connection's first bytes, C{data}, are too few to say if it
+    speaks HTTP/2 (a preface split over reads): they wait for more.
+    """
+    return len(data) < 14 and PREFACE.startswith(data) and not negotiated_h2(transport)
+
+
 class H2Channel(H2Connection):
     """
     An HTTP/2 connection of wsecho's site.
