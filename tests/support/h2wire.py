@@ -303,6 +303,8 @@ class MemoryH2(H2Client):
         self.closed = False
         self.remote_settings = {}
         self.reading = None
+        # Everything the server wrote, in order.
+        self.received = bytearray()
         self.flush()
 
     @property
@@ -313,8 +315,12 @@ class MemoryH2(H2Client):
     def flush(self) -> None:
         out = self.conn.data_to_send()
         if out:
-            self.transport.protocol.dataReceived(out)
+            self.deliver(out)
         self.pump()
+
+    def deliver(self, data: bytes) -> None:
+        """What the client sends, read by the server."""
+        self.transport.protocol.dataReceived(data)
 
     def pump(self) -> None:
         for _ in range(1000):
@@ -328,10 +334,11 @@ class MemoryH2(H2Client):
                     return
                 continue
             self.transport.clear()
+            self.received += data
             self.handle(self.conn.receive_data(data))
             out = self.conn.data_to_send()
             if out:
-                self.transport.protocol.dataReceived(out)
+                self.deliver(out)
         if self.transport.disconnecting:
             self.closed = True
 

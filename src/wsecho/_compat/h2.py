@@ -28,7 +28,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import _http2
 
+from wsecho._compat import h2data
 from wsecho._compat.h2stream import StreamTransport
+from wsecho._compat.twisted import can_send_now, send_now
 
 
 def _missing() -> list[str]:
@@ -58,9 +60,11 @@ def _missing() -> list[str]:
 
 
 # Off (HTTP/1.1 only, one warning) where Twisted's HTTP/2 is not what this
-# module knows.
+# module knows; the WebSocket streams' fast path for DATA frames
+# (wsecho._compat.h2data) is off where h2's state is not what it knows.
 MISSING = _missing()
 HTTP2 = not MISSING
+MISSING += h2data.MISSING
 
 # The connection preface of HTTP/2 with prior knowledge (RFC 9113 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -155,33 +159,87 @@ class H2Connection(_http2.H2Connection):
         # Called with a stream's id once it is done (both ends closed, or
         # reset): wsecho.http.h2 rearms its idle deadline.
         self.stream_done: Callable[[int], object] = lambda stream_id: None
+        # The fast path of the WebSocket streams' DATA frames, unless h2 has
+        # changed (or a test compares it with h2's own path).
+        self._frames: h2data.Frames | None = None
+        if self.fast_data and not h2data.MISSING:
+            self._frames = h2data.Frames(self, len(PREFACE))
+
+    # Whether DATA frames of WebSocket streams take wsecho._compat.h2data.
+    fast_data = True
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self._sends_now = can_send_now(self.transport)
         increment = self._connection_window - 65535
         if increment > 0:
             self.conn.increment_flow_control_window(increment)
             self._tryToWriteControlData()
+
+    # Whether what h2 has to send is written to the socket at once
+    # (wsecho._compat.twisted.send_now: TCP, not TLS), as HTTP/1.1's echoes
+    # are, rather than on the reactor's next turn.
+    _sends_now = False
+
+    def _tryToWriteControlData(self) -> bool:
+        # Twisted's, whose first case (nothing buffered before, the network
+        # not full) writes through send_now.
+        if (
+            self._sends_now
+            and self._consumerBlocked is None
+            and not self._bufferedControlFrames
+        ):
+            data = self.conn.data_to_send()
+            if data:
+                send_now(self.transport, data)
+            return True
+        result: bool = super()._tryToWriteControlData()
+        return result
 
     @property
     def stream_count(self) -> int:
         return len(self.streams)
 
     def dataReceived(self, data: bytes) -> None:
+        # What the frames make h2 write (echoes, WINDOW_UPDATEs, answers) is
+        # written once, at the end, not once per frame or event.
         if self.transport is None:
             return
+        self._gathering = True
+        try:
+            if self._frames is None:
+                self.to_h2(data)
+            else:
+                self._frames.receive(data)
+        finally:
+            self._gathering = False
+        if self.transport is not None:
+            self._tryToWriteControlData()
+
+    def to_h2(self, data: bytes) -> bool:
+        """
+        Hand C{data} to h2, and what it makes of it to Twisted's handlers:
+        whether the connection goes on.
+        """
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError:
             self._terminate(Failure())
-            return
+            return False
         self._events(events)
+        return self.transport is not None
+
+    def too_large(self, length: int) -> None:
+        """
+        Refuse a frame announced over SETTINGS_MAX_FRAME_SIZE, as h2 does
+        (RFC 9113 4.2), but at its header.
+        """
+        self.conn.close_connection(error_code=ErrorCodes.FRAME_SIZE_ERROR)
+        self._terminate(Failure(ConnectionLost(f"a frame of {length} bytes")))
 
     def _events(self, events: list[Any]) -> None:
         # Twisted's dataReceived, for events on streams it has let go of
         # too (its own raises KeyError), and with control frames limited.
-        # What the events make h2 write (echoes, WINDOW_UPDATEs, answers)
-        # is written once, at the end, not once per event.
         control = 0
         acks = 0
         for event in events:
@@ -196,13 +254,7 @@ class H2Connection(_http2.H2Connection):
         if control and not self._spend(control):
             self.refuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many control frames")
             return
-        self._gathering = True
-        try:
-            self._dispatch(events)
-        finally:
-            self._gathering = False
-        if self.transport is not None:
-            self._tryToWriteControlData()
+        self._dispatch(events)
 
     def _dispatch(self, events: list[Any]) -> None:
         for event in events:
@@ -402,7 +454,10 @@ class H2Connection(_http2.H2Connection):
         # h2 answers with WINDOW_UPDATEs only once half a window is read
         # (its WindowManager): most calls write nothing.
         if size and stream_id in self.streams and self.transport is not None:
-            self.conn.acknowledge_received_data(size, stream_id)
+            if self._frames is None:
+                self.conn.acknowledge_received_data(size, stream_id)
+            else:
+                h2data.acknowledge(self.conn, stream_id, size)
             if not self._gathering:
                 self._tryToWriteControlData()
 
@@ -429,24 +484,22 @@ class H2Connection(_http2.H2Connection):
             and self._consumerBlocked is None
             and not self._bufferedControlFrames
         ):
-            conn = self.conn
-            frame = conn.max_outbound_frame_size
-            at = 0
-            try:
-                window = conn.local_flow_control_window(stream_id)
-                while at < len(data) and window > 0:
-                    size = min(window, frame, len(data) - at)
-                    chunk = data[at : at + size] if size < len(data) else data
-                    conn.send_data(stream_id, chunk)
-                    self.frames_sent(1, size)
-                    at += size
-                    window -= size
-            except h2.exceptions.StreamClosedError:
-                # Reset by the client in this very read: its RST_STREAM's
-                # event, next, loses the WebSocket.
-                return
-            if at:
-                data = data[at:]
+            done = None
+            if self._frames is not None:
+                done = h2data.send(self.conn, stream_id, data)
+            if done is None:
+                done = self._send_by_h2(stream_id, data)
+                if done is None:
+                    return
+            else:
+                # frames_sent(), for frames all full but the last
+                sent = done[0]
+                owed = -(-sent // self.conn.max_outbound_frame_size) * ACKS_PER_FRAME
+                owed += self._acks_owed + sent // ACK_BYTES
+                self._acks_owed = owed if owed < ACKS_OWED_MAX else ACKS_OWED_MAX
+            sent, window = done
+            if sent:
+                data = data[sent:]
                 if not self._gathering:
                     self._tryToWriteControlData()
             if not data:
@@ -454,6 +507,28 @@ class H2Connection(_http2.H2Connection):
                     self.streams[stream_id].flowControlBlocked()
                 return
         self.writeDataToStream(stream_id, data)
+
+    def _send_by_h2(self, stream_id: int, data: bytes) -> tuple[int, int] | None:
+        # What of data goes in DATA frames now, as far as the windows allow,
+        # through h2's send_data: the bytes sent and the window left, or
+        # None if the stream is closed meanwhile.
+        conn = self.conn
+        frame = conn.max_outbound_frame_size
+        at = 0
+        try:
+            window = conn.local_flow_control_window(stream_id)
+            while at < len(data) and window > 0:
+                size = min(window, frame, len(data) - at)
+                chunk = data[at : at + size] if size < len(data) else data
+                conn.send_data(stream_id, chunk)
+                self.frames_sent(1, size)
+                at += size
+                window -= size
+        except h2.exceptions.StreamClosedError:
+            # Reset by the client in this very read: its RST_STREAM's
+            # event, next, loses the WebSocket.
+            return None
+        return at, window
 
     def send_headers(
         self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool = False

@@ -21,6 +21,13 @@ from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+# Bytes a stream reads before it hands them back to the client's window:
+# h2 writes a WINDOW_UPDATE only once half a window has been handed back (or
+# more than 1 KiB of a closed window), so most calls would write nothing,
+# and none that would is held back (a closed window of 64 KiB has 32 KiB
+# read and handed back before it closes).
+ACK_BATCH = 1024
+
 
 @implementer(ITransport, IConsumer, IPushProducer)
 class StreamTransport:
@@ -105,6 +112,24 @@ class StreamTransport:
     # --- for H2Connection ------------------------------------------------
 
     def receiveDataChunk(self, data: bytes, flow_controlled: int) -> None:
+        if self._reading and not self._inbound and not self._lost:
+            # The protocol reads: the bytes are handed back to the client's
+            # window ACK_BATCH at a time. (_deliver, inline.)
+            self._delivering = True
+            try:
+                self.protocol.dataReceived(data)
+            finally:
+                self._delivering = False
+                if self._loss is not None:
+                    loss, self._loss = self._loss, None
+                    loss[0].connectionLost(loss[1])
+            owed = self._unacknowledged + flow_controlled
+            if owed < ACK_BATCH:
+                self._unacknowledged = owed
+            else:
+                self._unacknowledged = 0
+                self.connection.open_window(self.streamID, owed)
+            return
         if self._lost or (self.disconnecting and self.protocol is None):
             # Refused, or the WebSocket is gone: what the client sends is
             # dropped (the connection's window bounds it).
@@ -116,6 +141,9 @@ class StreamTransport:
             return
         self._deliver(data)
         self.connection.open_window(self.streamID, flow_controlled)
+
+    # Read, not yet handed back to the client's window (see ACK_BATCH).
+    _unacknowledged = 0
 
     def _deliver(self, data: bytes) -> None:
         self._delivering = True
@@ -287,6 +315,8 @@ class StreamTransport:
             consumed += flow_controlled
             self._deliver(data)
         if not self._lost:
+            consumed += self._unacknowledged
+            self._unacknowledged = 0
             self.connection.open_window(self.streamID, consumed)
             if self._ended and not self._inbound:
                 self._end()
