@@ -7,6 +7,7 @@ another one's virtualenv, C{--base}) compare within a fraction of a per
 cent where timings move by tens.
 
     python bench/instructions.py [--base OTHER/.venv/bin/python --base-bench OTHER/bench]
+    python bench/instructions.py --h2    # the echo over HTTP/2 against HTTP/1.1
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ if {mode!r} == "handshake":
         log.seek(0)
         log.truncate()
 else:
-    protocol, transport = pc.connect(site)
-    data = pc.frame(1, b"x" * 32, mask=b"abcd")
+    if {mode!r} == "h2":
+        protocol, transport, data = pc.connect_h2(site)
+    else:
+        protocol, transport = pc.connect(site)
+        data = pc.frame(1, b"x" * 32, mask=b"abcd")
     written = transport.io
     for _ in range({count}):
         protocol.dataReceived(data)
@@ -84,7 +88,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", help="another build's Python, to compare with")
     parser.add_argument("--base-bench", help="that build's bench/ folder")
+    parser.add_argument(
+        "--h2",
+        action="store_true",
+        help="also the echo over HTTP/2 (a DATA frame read by the connection)",
+    )
     options = parser.parse_args()
+    if options.h2:
+        echo = per_operation(sys.executable, str(HERE), "echo", 1000, 6000)
+        h2 = per_operation(sys.executable, str(HERE), "h2", 1000, 6000)
+        print(
+            f"this checkout: {echo:,.0f} instructions an echo, {h2:,.0f} over"
+            f" HTTP/2 ({h2 / echo:.2f}x)"
+        )
+        return
     builds = [("this checkout", sys.executable, str(HERE))]
     if options.base:
         builds.append(("base", options.base, options.base_bench or str(HERE)))

@@ -6,7 +6,8 @@ which includes the kernel's part, this says how much of it is wsecho's
 Python, and what each part of the echo costs:
 
 - a 32-byte text echo through C{EchoServerProtocol.dataReceived}, with and
-  without the metrics tally (--no-metrics), and the frame scan alone;
+  without the metrics tally (--no-metrics), and the frame scan alone; and
+  over HTTP/2 (a DATA frame read by the connection, RFC 8441);
 - a whole handshake: the upgrade request through twisted.web and Autobahn,
   the client's close frame, the connection lost, and the close line logged
   by a text observer like twistd's.
@@ -59,6 +60,30 @@ def connect(site: Any) -> tuple[Any, StringTransport]:
     return transport.protocol, transport
 
 
+def connect_h2(site: Any) -> tuple[Any, StringTransport, bytes]:
+    """
+    An HTTP/2 connection to C{site} on an in-memory transport (the client:
+    h2, with windows it never needs to reopen), with a WebSocket open on
+    its stream 1: the server's connection, its transport, and the bytes of
+    a DATA frame carrying a masked 32-byte text message on that stream.
+    """
+    import h2.settings
+    from hyperframe.frame import DataFrame
+
+    from support.h2wire import MemoryH2
+
+    window = 2**31 - 1
+    client = MemoryH2(site, {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    client.conn.increment_flow_control_window(window - 65535)
+    client.flush()
+    stream = client.websocket()
+    assert client.status(stream) == "200", client.headers
+    data = DataFrame(stream)
+    data.data = frame(1, b"x" * 32, mask=MASK)
+    client.transport.clear()
+    return client.server, client.transport, data.serialize()
+
+
 def echo_cost(settings: EchoSettings, number: int) -> tuple[float, Any]:
     """
     Microseconds per 32-byte text echo with C{settings}, and the factory.
@@ -89,6 +114,17 @@ def echo_costs(number: int) -> dict[str, float]:
     tally, limit = factory.tally, factory.settings.max_message_size
     costs["scan with the tally"] = best(lambda: scan(data, limit, tally), number)
     costs["scan without the tally"] = best(lambda: scan(data, limit), number)
+    server, transport, request = connect_h2(make_site(EchoSettings()))
+    written = transport.io
+
+    def over_h2() -> None:
+        server.dataReceived(request)
+        written.seek(0)
+        written.truncate()
+
+    server.dataReceived(request)
+    assert transport.value().endswith(b"\x81\x20" + b"x" * 32), transport.value()
+    costs["echo over HTTP/2"] = best(over_h2, number)
     return costs
 
 

@@ -244,6 +244,18 @@ def pinned(cpu: str | None, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
 
 
+def h2_load(url: str) -> list[str]:
+    """
+    The load generator over HTTP/2: Node's http2 module (nghttp2, in C),
+    which keeps the server as busy as picows does over HTTP/1.1; the h2
+    library (pure Python, slower than the server) where Node is missing.
+    """
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is not None:
+        return [node, str(HERE / "load_h2.js"), url]
+    return [PYTHON, str(HERE / "load_h2.py"), url]
+
+
 def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
     port = free_port()
     env = dict(os.environ, **peer.env)
@@ -256,8 +268,9 @@ def measure(peer: Peer, scenario: str, args: argparse.Namespace) -> dict:
     )
     try:
         wait_for_port(port, server)
-        generator = "load_h2.py" if scenario in H2_SCENARIOS else "load.py"
-        load = [PYTHON, str(HERE / generator), peer.url(port)]
+        load = [PYTHON, str(HERE / "load.py"), peer.url(port)]
+        if scenario in H2_SCENARIOS:
+            load = h2_load(peer.url(port))
         if FIGURES[scenario][0] in ("rate", "mb_per_s", "p99_ms") and scenario != "S5":
             # Warm up: the first messages load code, fill caches.
             subprocess.run(
