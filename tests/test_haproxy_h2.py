@@ -74,7 +74,12 @@ class Proxied:
         except OSError:
             return False
 
+    stopped = False
+
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         self.proxy.terminate()
         self.proxy.wait(timeout=DEADLINE)
         assert self.daemon.stop() == 0, self.daemon.whole_log()
@@ -222,7 +227,9 @@ def test_testsuite_through_haproxy_h2(proxied, tmp_path):
     assert len(results) == ALL_CASES, verdicts
     assert not failed, failed
     assert verdicts == {"OK": 514, "INFORMATIONAL": 3}, verdicts
-    # Every WebSocket went over h2.
+    # Every WebSocket went over h2. The whole log is there once the daemon
+    # has stopped (HAProxy's health checks keep it writing until then).
+    proxied.stop()
     closes = [
         line
         for line in proxied.daemon.whole_log().splitlines()
