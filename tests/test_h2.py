@@ -172,6 +172,31 @@ def test_draining_refuses_with_503() -> None:
     assert ("retry-after", "5") in client.headers[stream]
 
 
+def test_shutdown_ends_connections_with_goaway_once_their_streams_are_done() -> None:
+    """
+    When the daemon shuts down, a connection carrying a WebSocket gets its
+    close (1001) on the stream first, then GOAWAY NO_ERROR once the closing
+    handshake is done; one carrying nothing gets its GOAWAY at once.
+    """
+    busy, idle = _client(), _client()
+    stream = busy.websocket()
+    assert idle.settings_received()
+    for client in (busy, idle):
+        site = client.server.site
+        site.context.registry.drain(5, client.clock)
+        site.going_away()
+        client.pump()
+    assert idle.goaway is not None and idle.goaway.error_code == 0
+    assert idle.transport.disconnecting
+    assert busy.goaway is None
+    [(opcode, payload)] = busy.messages(stream, 1)
+    assert opcode == 8 and payload[:2] == (1001).to_bytes(2, "big")
+    busy.send(stream, _close(1001))
+    assert stream in busy.ended
+    assert busy.goaway is not None and busy.goaway.error_code == 0
+    assert busy.transport.disconnecting
+
+
 def test_the_connection_limit_counts_http2_websockets() -> None:
     """
     --max-connections counts each WebSocket on an HTTP/2 connection.

@@ -426,3 +426,27 @@ def test_an_idle_connection_is_closed(run) -> None:
         client.close()
     assert client.goaway is not None
     assert time.monotonic() - started < 5
+
+
+def test_shutdown_closes_websockets_then_sends_goaway(run) -> None:
+    """
+    On SIGTERM, a WebSocket over HTTP/2 gets its 1001 on its stream, and
+    once its closing handshake is done the connection gets a GOAWAY
+    NO_ERROR; the daemon exits 0.
+    """
+    daemon = run()
+    client = H2Client("127.0.0.1", daemon.port)
+    try:
+        stream = client.websocket()
+        assert client.status(stream) == "200"
+        daemon.terminate()
+        [(opcode, payload)] = client.messages(stream, 1, DEADLINE)
+        assert opcode == 8 and payload[:2] == (1001).to_bytes(2, "big")
+        assert client.goaway is None
+        client.send(stream, frame(8, (1001).to_bytes(2, "big")))
+        client.receive(lambda: client.goaway is not None, DEADLINE)
+        assert client.goaway is not None, (client.events[-6:], daemon.whole_log())
+        assert client.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+    finally:
+        client.close()
+    assert daemon.process.wait(timeout=DEADLINE) == 0

@@ -210,6 +210,7 @@ class EchoService(MultiService):
 
         def stop(_: object) -> Deferred[Any]:
             registry.draining = True  # new upgrades get 503
+            self._site.going_away()  # HTTP/2: GOAWAY once streams are done
             return defer.maybeDeferred(super(EchoService, self).stopService)
 
         def drain(_: object) -> Deferred[None]:
@@ -217,4 +218,9 @@ class EchoService(MultiService):
                 self._shutdown_timeout, self._reactor, self._close_code
             )
 
-        return waited.addCallback(stop).addCallback(drain)
+        def h2_closed(_: object) -> Deferred[None]:
+            # Their last streams' ends and GOAWAYs sent, not cut off by the
+            # reactor's stop.
+            return self._site.h2_closed(self._shutdown_timeout, self._reactor)
+
+        return waited.addCallback(stop).addCallback(drain).addCallback(h2_closed)

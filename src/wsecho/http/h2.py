@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -101,7 +102,30 @@ class H2Channel(H2Connection):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self._site.h2_connections.add(self)
         self._arm()
+
+    _going_away = False
+
+    def going_away(self) -> None:
+        """
+        End with a GOAWAY (NO_ERROR, RFC 9113 6.8) once no stream is left:
+        now, or when the last one is done. h2 sends nothing after its GOAWAY,
+        so the streams open (WebSockets in their closing handshakes) finish
+        first; the daemon's drain bounds how long that takes.
+        """
+        self._going_away = True
+        self._gone()
+
+    _goaway_sent = False
+
+    def _gone(self) -> None:
+        if self.transport is None or self.streams:
+            return
+        if self._goaway_sent:
+            self._terminate(Failure(ConnectionLost("the server is shutting down")))
+        else:
+            self.refuse(ErrorCodes.NO_ERROR, "the server is shutting down")
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -109,7 +133,16 @@ class H2Channel(H2Connection):
             self._deadline = None
 
     def _stream_done(self, stream_id: int) -> int:
-        if self.transport is not None and not self.websockets:
+        if self.transport is not None and self._going_away:
+            if not self.streams:
+                # The GOAWAY now: the drain may stop the reactor next.
+                self.conn.close_connection(error_code=ErrorCodes.NO_ERROR)
+                self._tryToWriteControlData()
+                self._goaway_sent = True
+                # The close a reactor turn later: this runs inside Twisted's
+                # loops, which go on over the connection's state.
+                self._site.context.clock.callLater(0, self._gone)
+        elif self.transport is not None and not self.websockets:
             self._arm(again=True)
         return stream_id
 
@@ -138,3 +171,7 @@ class H2Channel(H2Connection):
     ) -> None:
         self._disarm()
         super().connectionLost(reason, *args, **kwargs)
+        if (args[0] if args else kwargs.get("_cancelTimeouts", True)) is True:
+            # The TCP connection is gone (not only let go of by _terminate,
+            # whose loseConnection still sends what is buffered).
+            self._site.h2_lost(self)

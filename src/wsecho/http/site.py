@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.web import http, server
 from twisted.web.resource import Resource
@@ -64,7 +65,55 @@ class Site(server.Site):
         self.upgrade_at_once = upgrade_at_once
         # HTTP/2 on: EchoResource.connect_h2.
         self.h2_connect = h2_connect
+        # The HTTP/2 connections open (wsecho.http.h2.H2Channel), told when
+        # the daemon shuts down.
+        self.h2_connections: set[Any] = set()
+        self._h2_waiting: list[Deferred[None]] = []
         self._format = kwargs.get("logFormatter") or http.combinedLogFormatter
+
+    def going_away(self) -> None:
+        """
+        The daemon shuts down: each HTTP/2 connection ends with a GOAWAY
+        (NO_ERROR) once its streams are done (its WebSockets are closed
+        with the shutdown's close code meanwhile).
+        """
+        for connection in list(self.h2_connections):
+            connection.going_away()
+
+    def h2_closed(self, timeout: float, clock: Any) -> Deferred[None]:
+        """
+        Fire once every HTTP/2 connection is closed (its GOAWAY written and
+        sent, which a reactor that stops would not wait for), aborting those
+        still open after C{timeout} seconds.
+        """
+        if not self.h2_connections:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._h2_waiting.append(done)
+
+        def abort_the_rest() -> None:
+            for connection in list(self.h2_connections):
+                transport = connection.transport
+                if transport is not None:
+                    transport.abortConnection()
+
+        timer = clock.callLater(timeout, abort_the_rest)
+
+        def stop_timer(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+
+        return done.addCallback(stop_timer)
+
+    def h2_lost(self, connection: Any) -> None:
+        """
+        An HTTP/2 connection is closed.
+        """
+        self.h2_connections.discard(connection)
+        if self._h2_waiting and not self.h2_connections:
+            waiting, self._h2_waiting = self._h2_waiting, []
+            # A reactor turn later: this runs in the connection's own loss.
+            self.context.clock.callLater(0, lambda: [d.callback(None) for d in waiting])
 
     def log(self, request: http.Request) -> None:
         """
