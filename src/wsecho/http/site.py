@@ -113,7 +113,7 @@ class Site(server.Site):
         if self._h2_waiting and not self.h2_connections:
             waiting, self._h2_waiting = self._h2_waiting, []
             # A reactor turn later: this runs in the connection's own loss.
-            self.context.clock.callLater(0, lambda: [d.callback(None) for d in waiting])
+            self.context.clock.callLater(0, _fire, waiting)
 
     def log(self, request: http.Request) -> None:
         """
@@ -180,3 +180,8 @@ def make_site(settings: EchoSettings) -> Site:
         timeout=None,
         **options,
     )
+
+
+def _fire(waiting: list[Deferred[None]]) -> None:
+    for done in waiting:
+        done.callback(None)
