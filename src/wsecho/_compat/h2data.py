@@ -157,13 +157,9 @@ class Frames:
         limit = self._conn.max_inbound_frame_size
         streams = owner.streams
         at = start = 0
-        unpack = _HEADER.unpack_from
         take = self._take
         while size - at >= HEADER_SIZE:
-            # header(), inline: a call less a frame.
-            high, low, kind, flags, stream_id = unpack(data, at)
-            length = high << 16 | low
-            stream_id &= 0x7FFFFFFF
+            length, kind, flags, stream_id = header(data, at)
             if length > limit:
                 owner.too_large(length)
                 return
@@ -249,7 +245,7 @@ def send(
     out: bytearray = conn._data_to_send
     size = len(data)
     if size <= window and size <= frame:
-        out += _HEADER.pack(size >> 16, size & 0xFFFF, DATA, 0, stream_id)
+        out += data_header(size, stream_id)
         out += data
         sent = size
     else:
