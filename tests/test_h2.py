@@ -497,3 +497,31 @@ def test_a_fragmented_ping_fails_the_websocket_and_what_follows_is_dropped(
         client.send(stream, second)
     assert client.messages(stream, 1) == [(8, b"\x03\xeafragmented control frame")]
     assert client.server.site.context.registry.connections == set()
+
+
+def test_shutdown_aborts_connections_still_open_after_the_timeout() -> None:
+    """
+    The daemon waits for its HTTP/2 connections to close for the shutdown
+    timeout at most: then it aborts those left, and goes on.
+    """
+    from twisted.internet.task import Clock
+
+    class Stuck:
+        def __init__(self) -> None:
+            self.aborted = False
+            self.transport = self
+
+        def abortConnection(self) -> None:
+            self.aborted = True
+
+    site = make_site(EchoSettings())
+    clock = Clock()
+    stuck = Stuck()
+    site.h2_connections.add(stuck)
+    closed = site.h2_closed(5, clock)
+    fired: list[object] = []
+    closed.addCallback(fired.append)
+    clock.advance(4.9)
+    assert not fired and not stuck.aborted
+    clock.advance(0.1)
+    assert fired == [None] and stuck.aborted

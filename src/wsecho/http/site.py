@@ -91,19 +91,13 @@ class Site(server.Site):
         done: Deferred[None] = Deferred()
         self._h2_waiting.append(done)
 
-        def abort_the_rest() -> None:
+        def abort_the_rest(result: object, timeout: float) -> None:
+            self._h2_waiting.remove(done)
             for connection in list(self.h2_connections):
-                transport = connection.transport
-                if transport is not None:
-                    transport.abortConnection()
+                if connection.transport is not None:
+                    connection.transport.abortConnection()
 
-        timer = clock.callLater(timeout, abort_the_rest)
-
-        def stop_timer(result: None) -> None:
-            if timer.active():
-                timer.cancel()
-
-        return done.addCallback(stop_timer)
+        return done.addTimeout(timeout, clock, onTimeoutCancel=abort_the_rest)
 
     def h2_lost(self, connection: Any) -> None:
         """
@@ -111,9 +105,13 @@ class Site(server.Site):
         """
         self.h2_connections.discard(connection)
         if self._h2_waiting and not self.h2_connections:
-            waiting, self._h2_waiting = self._h2_waiting, []
             # A reactor turn later: this runs in the connection's own loss.
-            self.context.clock.callLater(0, _fire, waiting)
+            self.context.clock.callLater(0, self._h2_all_closed)
+
+    def _h2_all_closed(self) -> None:
+        waiting, self._h2_waiting = self._h2_waiting, []
+        for done in waiting:
+            done.callback(None)
 
     def log(self, request: http.Request) -> None:
         """
@@ -180,8 +178,3 @@ def make_site(settings: EchoSettings) -> Site:
         timeout=None,
         **options,
     )
-
-
-def _fire(waiting: list[Deferred[None]]) -> None:
-    for done in waiting:
-        done.callback(None)
