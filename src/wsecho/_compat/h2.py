@@ -492,11 +492,9 @@ class H2Connection(_http2.H2Connection):
                 if done is None:
                     return
             else:
-                # frames_sent(), for frames all full but the last
-                sent = done[0]
-                owed = -(-sent // self.conn.max_outbound_frame_size) * ACKS_PER_FRAME
-                owed += self._acks_owed + sent // ACK_BYTES
-                self._acks_owed = owed if owed < ACKS_OWED_MAX else ACKS_OWED_MAX
+                # Its frames are all full but the last.
+                frame = self.conn.max_outbound_frame_size
+                self.frames_sent(-(-done[0] // frame), done[0])
             sent, window = done
             if sent:
                 data = data[sent:]
