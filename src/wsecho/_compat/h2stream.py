@@ -114,15 +114,8 @@ class StreamTransport:
     def receiveDataChunk(self, data: bytes, flow_controlled: int) -> None:
         if self._reading and not self._inbound and not self._lost:
             # The protocol reads: the bytes are handed back to the client's
-            # window ACK_BATCH at a time. (_deliver, inline.)
-            self._delivering = True
-            try:
-                self.protocol.dataReceived(data)
-            finally:
-                self._delivering = False
-                if self._loss is not None:
-                    loss, self._loss = self._loss, None
-                    loss[0].connectionLost(loss[1])
+            # window ACK_BATCH at a time.
+            self._deliver(data)
             owed = self._unacknowledged + flow_controlled
             if owed < ACK_BATCH:
                 self._unacknowledged = owed

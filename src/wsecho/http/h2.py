@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -117,14 +116,8 @@ class H2Channel(H2Connection):
         self._going_away = True
         self._gone()
 
-    _goaway_sent = False
-
     def _gone(self) -> None:
-        if self.transport is None or self.streams:
-            return
-        if self._goaway_sent:
-            self._terminate(Failure(ConnectionLost("the server is shutting down")))
-        else:
+        if self.transport is not None and not self.streams:
             self.refuse(ErrorCodes.NO_ERROR, "the server is shutting down")
 
     def _disarm(self) -> None:
@@ -135,12 +128,9 @@ class H2Channel(H2Connection):
     def _stream_done(self, stream_id: int) -> int:
         if self.transport is not None and self._going_away:
             if not self.streams:
-                # The GOAWAY now: the drain may stop the reactor next.
-                self.conn.close_connection(error_code=ErrorCodes.NO_ERROR)
-                self._tryToWriteControlData()
-                self._goaway_sent = True
-                # The close a reactor turn later: this runs inside Twisted's
-                # loops, which go on over the connection's state.
+                # A reactor turn later: this runs inside Twisted's loops,
+                # which go on over the connection's state. The daemon waits
+                # for the connection to be closed (Site.h2_closed).
                 self._site.context.clock.callLater(0, self._gone)
         elif self.transport is not None and not self.websockets:
             self._arm(again=True)
