@@ -15,7 +15,7 @@ from support import DEADLINE
 from support.browser import ECHO_SCRIPT, log_lines, start_chromium
 from support.certs import make_certificates
 from support.daemon import start_daemon
-from support.h2wire import needs_http2
+from support.markers import needs_http2
 
 # Each test starts real processes: deselected by -m "not system".
 pytestmark = [pytest.mark.system, needs_http2]

@@ -15,7 +15,8 @@ import pytest
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-from support.h2wire import MemoryH2, frame, needs_http2, parse_frames
+from support.h2wire import MemoryH2, frame, parse_frames
+from support.markers import needs_http2
 from wsecho.http.site import make_site
 from wsecho.settings import EchoSettings
 

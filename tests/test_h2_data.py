@@ -30,7 +30,8 @@ from hyperframe.frame import (
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from support.h2wire import MemoryH2, needs_http2
+from support.h2wire import MemoryH2
+from support.markers import needs_http2
 from wsecho._compat import h2 as compat_h2
 from wsecho._compat import h2data
 from wsecho._compat import h2data as wire

@@ -34,10 +34,10 @@ from support.h2wire import (
     H2Client,
     connect_headers,
     frame,
-    needs_http2,
     raw_frames_client,
     read_until_goaway,
 )
+from support.markers import needs_http2
 from support.wire import assert_echoes, raw_http
 
 pytestmark = [pytest.mark.system, needs_http2]

@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from support import BIN, DEADLINE, poll_until, require
 from support.daemon import free_port, start_daemon
-from support.h2wire import needs_http2
+from support.markers import needs_http2
 
 # Each test starts real processes: deselected by -m "not system".
 pytestmark = [pytest.mark.system, needs_http2]

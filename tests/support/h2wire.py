@@ -17,15 +17,6 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-import pytest
-
-from wsecho._compat.h2 import HTTP2, MISSING
-
-# The server's HTTP/2 needs what Twisted 26.10 has (wsecho._compat.h2.MISSING
-# says what it lacks); older Twistds serve HTTP/1.1 only.
-needs_http2 = pytest.mark.skipif(
-    not HTTP2, reason=f"no HTTP/2 with this Twisted: {', '.join(MISSING)}"
-)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
