@@ -3,12 +3,14 @@ The fixtures the attack tests share: real C{twistd -n wsecho} processes, and
 the TLS files an ssl: listener serves.
 """
 
+import gc
 import os
 
 import pytest
 
 from support.certs import make_certificates
 from support.daemon import start_daemon
+from support.h2wire import MemoryH2
 from support.wire import assert_echoes
 
 
@@ -50,6 +52,18 @@ def served_certificates(tmp_path):
         f"privateKey={paths['key']}:certKey={paths['cert']}"
     )
     return paths
+
+
+@pytest.fixture(autouse=True)
+def _memory_h2_lost():
+    """
+    The in-memory HTTP/2 connections a test made are lost at its end (their
+    timers stop), and collected now, not in a later test that counts live
+    protocols (tests/test_release.py).
+    """
+    yield
+    if MemoryH2.lose_all():
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

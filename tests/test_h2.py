@@ -5,9 +5,6 @@ wsecho's site on an in-memory transport.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-
 import h2.errors
 import h2.events
 import h2.settings
@@ -25,24 +22,9 @@ pytestmark = needs_http2
 CONNECT = h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL
 
 
-_clients: list[MemoryH2] = []
-
-
-@pytest.fixture(autouse=True)
-def _closed() -> Iterator[None]:
-    # Each test's connections are lost at its end (their timers stop), and
-    # collected now, not in a later test that counts live protocols
-    # (tests/test_release.py).
-    yield
-    while _clients:
-        _clients.pop().lose()
-    gc.collect()
-
-
 def _client(**settings: object) -> MemoryH2:
-    client = MemoryH2(make_site(EchoSettings(**settings)))  # type: ignore[arg-type]
-    _clients.append(client)
-    return client
+    # Lost at the test's end (tests/conftest.py).
+    return MemoryH2(make_site(EchoSettings(**settings)))  # type: ignore[arg-type]
 
 
 def _close(code: int, reason: bytes = b"") -> bytes:
@@ -446,7 +428,6 @@ def test_window_updates_answering_each_data_frame_keep_the_connection(
     control-frame flood).
     """
     client = _AckingEachFrame(make_site(EchoSettings()))
-    _clients.append(client)
     client.reading = set()  # no WINDOW_UPDATE but those of handle()
     stream = client.websocket()
     for i in range(3000):

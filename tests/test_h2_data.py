@@ -8,9 +8,7 @@ path as from one without it. And the frame layout it reads
 
 from __future__ import annotations
 
-import gc
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import h2.errors
@@ -18,7 +16,6 @@ import h2.exceptions
 import h2.settings
 import h2.stream
 import h2.windows
-import pytest
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -127,25 +124,12 @@ class Splitting(MemoryH2):
             data = data[cut:]
 
 
-_made: list[MemoryH2] = []
-
-
-@pytest.fixture(autouse=True)
-def _closed() -> Iterator[None]:
-    yield
-    while _made:
-        _made.pop().lose()
-    gc.collect()
-
-
 def _pair(cuts: list[int]) -> tuple[Splitting, Splitting]:
     # One site each: their registries, budgets and metrics are apart.
-    pair = (
+    return (
         Splitting(make_site(EchoSettings()), cuts, fast=False),
         Splitting(make_site(EchoSettings()), cuts, fast=True),
     )
-    _made.extend(pair)
-    return pair
 
 
 def _ws_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -310,7 +294,6 @@ def test_a_preface_read_a_byte_at_a_time_is_http2() -> None:
     14 bytes that tell it from an HTTP/1.1 request) is served over HTTP/2.
     """
     client = Splitting(make_site(EchoSettings()), [1], fast=True)
-    _made.append(client)
     stream = client.websocket()
     client.send(stream, _ws_frame(1, b"Hello, world!"))
     assert client.messages(stream, 1) == [(1, b"Hello, world!")]
@@ -322,7 +305,6 @@ def test_echoes_are_taken_by_the_fast_path() -> None:
     send_data are not called for it), so the comparison above compares it.
     """
     client = Splitting(make_site(EchoSettings()), [], fast=True)
-    _made.append(client)
     stream = client.websocket()
     calls = []
     conn = client.server.conn
@@ -346,7 +328,6 @@ def test_a_frame_over_the_size_read_is_refused_at_its_header() -> None:
     alone waits for the whole frame before it checks the length).
     """
     client = Splitting(make_site(EchoSettings()), [], fast=True)
-    _made.append(client)
     stream = client.websocket()
     header = struct.pack(">L", (1 << 24) - 1)[1:] + bytes([0, 0])
     client.deliver(header + struct.pack(">L", stream) + b"x" * 1000)

@@ -277,6 +277,7 @@ class MemoryH2(H2Client):
         from .site import connect_in_memory
 
         self.clock = Clock()
+        MemoryH2.made.append(self)
         site.context.clock = self.clock
         self.channel, self.transport = connect_in_memory(site, self.clock)
         self.conn = h2.connection.H2Connection(
@@ -339,6 +340,21 @@ class MemoryH2(H2Client):
 
     def close(self) -> None:
         self.transport.loseConnection()
+
+    # Every one made, lost at the end of the test that made it
+    # (tests/conftest.py, lose_all).
+    made: list[MemoryH2] = []
+
+    @classmethod
+    def lose_all(cls) -> bool:
+        """
+        Lose every connection made so far (their timers stop): whether
+        there was one.
+        """
+        made = bool(cls.made)
+        while cls.made:
+            cls.made.pop().lose()
+        return made
 
     def lose(self) -> None:
         """The connection is lost: the server hears of it."""

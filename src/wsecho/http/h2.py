@@ -40,12 +40,16 @@ STREAM_WINDOW = 64 * 1024
 MAX_HEADER_LIST = 16 * 1024
 
 
+# What of the preface tells it from any HTTP/1.1 request line.
+_TELLS = PREFACE[:14]
+
+
 def speaks_h2(transport: Any, data: bytes) -> bool:
     """
     Whether a connection whose first read is C{data} speaks HTTP/2: ALPN
     chose it, or it begins with the connection preface.
     """
-    return negotiated_h2(transport) or data.startswith(PREFACE[:14])
+    return negotiated_h2(transport) or data.startswith(_TELLS)
 
 
 def undecided(transport: Any, data: bytes) -> bool:
@@ -53,7 +57,11 @@ def undecided(transport: Any, data: bytes) -> bool:
     Whether a connection's first bytes, C{data}, are too few to say if it
     speaks HTTP/2 (a preface split over reads): they wait for more.
     """
-    return len(data) < 14 and PREFACE.startswith(data) and not negotiated_h2(transport)
+    return (
+        len(data) < len(_TELLS)
+        and PREFACE.startswith(data)
+        and not negotiated_h2(transport)
+    )
 
 
 class H2Channel(H2Connection):
